@@ -1,0 +1,93 @@
+"""Turning functions, arguments and results into bytes and back.
+
+Plain pickle is tried first because it is several times faster for the
+common case. cloudpickle takes over when plain pickle fails (lambdas,
+closures, nested functions) and when the plain output refers to ``__main__``:
+a worker process is not running the user's script, so anything defined there
+must travel by value. Both directions use the same rule, in the parent and
+in the workers.
+
+This module is imported by worker processes: it must stay light and must not
+import the rest of the package at module level.
+"""
+
+from __future__ import annotations
+
+import pickle
+import reprlib
+from typing import Any
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+_MAIN_MARKER = b"__main__"
+
+
+def dumps(obj: object) -> bytes:
+    """Serialize ``obj``; raise the pickling error when neither pickler can."""
+    try:
+        data = pickle.dumps(obj, PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return _cloud_dumps(obj)
+    if _MAIN_MARKER in data:
+        # A reference to __main__ would not resolve in a worker (or, for a
+        # worker's result, would point at the worker's bootstrap module).
+        return _cloud_dumps(obj)
+    return data
+
+
+def loads(data: bytes | bytearray | memoryview) -> Any:
+    return pickle.loads(data)
+
+
+def _cloud_dumps(obj: object) -> bytes:
+    import cloudpickle  # type: ignore[import-untyped]
+
+    data: bytes = cloudpickle.dumps(obj, PROTOCOL)
+    return data
+
+
+def describe_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """Name the first argument that cannot be serialized, for an error message."""
+    for index, value in enumerate(args):
+        problem = _why_not_picklable(value)
+        if problem is not None:
+            return f"argument {index} (of type {type(value).__qualname__}): {problem}"
+    for key, value in kwargs.items():
+        problem = _why_not_picklable(value)
+        if problem is not None:
+            return f"keyword argument {key!r} (of type {type(value).__qualname__}): {problem}"
+    return "the arguments as a whole"
+
+
+def _why_not_picklable(value: object) -> str | None:
+    try:
+        dumps(value)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = 60
+_REPR.maxother = 60
+_REPR.maxlist = 5
+_REPR.maxtuple = 5
+_REPR.maxdict = 5
+_REPR.maxlevel = 3
+
+
+def short_repr(value: object) -> str:
+    """A bounded repr for error messages; never raises."""
+    try:
+        return _REPR.repr(value)
+    except Exception:
+        return f"<{type(value).__qualname__} object>"
+
+
+def short_call_repr(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    parts = [short_repr(a) for a in args[:6]]
+    if len(args) > 6:
+        parts.append("...")
+    parts.extend(f"{k}={short_repr(v)}" for k, v in list(kwargs.items())[:6])
+    text = "(" + ", ".join(parts) + ")"
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,0 +1,191 @@
+"""What the pool hands to an engine, and how a failure becomes the exception the user sees.
+
+A ``Task`` is one call (or one chunk of a map) plus its handle. The
+functions below turn what went wrong - an exception raised in this process,
+a description sent back by a worker process, a dead worker - into the
+exception that ``Handle.result()`` raises, always carrying the same context:
+task id and name, function, worker, attempt, a short repr of the arguments.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _serialize
+from .errors import RemoteTraceback, SerializationError, TaskError, WorkerCrashedError
+from .handle import Handle
+
+_ids = itertools.count(1)
+
+
+def next_task_id() -> int:
+    return next(_ids)
+
+
+@dataclass(eq=False)
+class Task:
+    """One unit of work. ``items`` is set for a map chunk: ``fn`` runs once per item."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    handle: Handle[Any]
+    items: list[tuple[Any, ...]] | None = None
+    first_index: int = 0
+    # filled by the process engine
+    fn_data: bytes | None = None
+    args_data: bytes | None = None
+    worker: str | None = None
+    # set when the task was stopped on purpose (timeout, cancel, shutdown):
+    # the error to report instead of "the worker crashed"
+    stop_error: BaseException | None = field(default=None, repr=False)
+
+    @property
+    def id(self) -> int:
+        return self.handle.task_id
+
+    def function_name(self) -> str:
+        return qualified_name(self.fn)
+
+    def context(self, worker: str | None = None) -> dict[str, Any]:
+        return {
+            "task_id": self.id,
+            "task_name": self.handle.name,
+            "function": self.function_name(),
+            "worker_pid": _pid_of(worker or self.worker),
+            "attempt": self.handle.attempts or None,
+            "args_repr": _serialize.short_call_repr(self.args, self.kwargs),
+        }
+
+    def describe(self) -> str:
+        return f"task {self.id} ({self.handle.name})"
+
+
+def qualified_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{module}.{name}"
+
+
+def _pid_of(worker: str | None) -> int | None:
+    if worker and worker.startswith("pid "):
+        return int(worker[4:])
+    return None
+
+
+def context_note(task: Task, worker: str | None, item: int | None = None) -> str:
+    where = f"in worker {worker}" if worker else "inline"
+    what = f"item {item} of a map over {task.function_name()}" if item is not None else None
+    args = (
+        _serialize.short_call_repr(task.items[item - task.first_index], {})
+        if task.items is not None and item is not None
+        else _serialize.short_call_repr(task.args, task.kwargs)
+    )
+    attempt = task.handle.attempts or 1
+    label = what or f"{task.function_name()}{args}"
+    return f"makeparallel: {task.describe()} failed {where}, attempt {attempt}: {label}" + (
+        f" with arguments {args}" if what else ""
+    )
+
+
+def annotate(exc: BaseException, note: str) -> BaseException:
+    """Attach the task context to the user's own exception as a PEP 678 note."""
+    try:
+        exc.add_note(note)
+    except (AttributeError, TypeError):
+        pass
+    return exc
+
+
+def from_remote(task: Task, blob: bytes, worker: str, item: int | None = None) -> BaseException:
+    """Rebuild the exception a worker process described with ``_worker.remote_error``."""
+    type_name, message, text, exc_bytes, phase, why_not, value_type = _serialize.loads(blob)
+    context = task.context(worker)
+    if phase == "load":
+        return _with_cause(
+            SerializationError(
+                f"{task.describe()}: the worker could not unpickle the function or its "
+                f"arguments ({type_name}: {message}); make sure what you pass can be "
+                "imported in a fresh interpreter",
+                **context,
+            ),
+            text,
+        )
+    if phase == "dump":
+        return _with_cause(
+            SerializationError(
+                f"{task.describe()}: {task.function_name()} returned a {value_type} that "
+                f"cannot be pickled ({type_name}: {message}); return plain data instead",
+                **context,
+            ),
+            text,
+        )
+    if exc_bytes is not None:
+        try:
+            exc: BaseException = _serialize.loads(exc_bytes)
+        except Exception as problem:
+            why_not = f"{type(problem).__name__}: {problem}"
+        else:
+            return annotate(_with_cause(exc, text), context_note(task, worker, item))
+    return _with_cause(
+        TaskError(
+            f"{task.describe()} raised {type_name}: {message} (the exception itself could "
+            f"not be sent back: {why_not})",
+            **context,
+        ),
+        text,
+    )
+
+
+def _with_cause(exc: BaseException, remote_text: str) -> BaseException:
+    exc.__cause__ = RemoteTraceback(remote_text)
+    return exc
+
+
+def worker_crashed(task: Task, worker: str, returncode: int | None) -> WorkerCrashedError:
+    how, signal_name = describe_exit(returncode)
+    error = WorkerCrashedError(
+        f"{task.describe()} was running in worker {worker}, which {how}", **task.context(worker)
+    )
+    error.exitcode = returncode
+    error.signal_name = signal_name
+    return error
+
+
+def describe_exit(returncode: int | None) -> tuple[str, str | None]:
+    if returncode is None:
+        return "stopped answering", None
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (the system's out-of-memory killer sends this)" if name == "SIGKILL" else ""
+        return f"was killed by {name}{hint}", name
+    return f"exited with code {returncode}", None
+
+
+def unpicklable_arguments(task: Task, problem: BaseException) -> SerializationError:
+    what = (
+        _serialize.describe_unpicklable(tuple(task.items or ()), {})
+        if task.items is not None
+        else _serialize.describe_unpicklable(task.args, task.kwargs)
+    )
+    return SerializationError(
+        f"{task.describe()}: cannot send {what} to a worker process "
+        f"({type(problem).__name__}: {problem}); pass plain data, or use backend='thread'",
+        **task.context(),
+    )
+
+
+def unpicklable_function(task: Task, problem: BaseException) -> SerializationError:
+    return SerializationError(
+        f"{task.describe()}: cannot send the function {task.function_name()} to a worker "
+        f"process ({type(problem).__name__}: {problem}); define it at module level, or "
+        "use backend='thread'",
+        **task.context(),
+    )

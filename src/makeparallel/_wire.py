@@ -1,0 +1,157 @@
+"""The frame format spoken between the parent and its worker processes.
+
+A frame is a fixed header ``(body length, kind, task id)`` followed by the
+body. Bodies are written with scatter-gather I/O so a large argument is never
+concatenated into a second copy. Both sides of the pipe import this module;
+it must stay free of the rest of the package.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Sequence
+
+HEADER = struct.Struct("!QBQ")
+FN_LEN = struct.Struct("!I")
+
+# parent -> worker
+CONFIG = ord("C")
+TASK = ord("T")
+CHUNK = ord("M")
+EXIT = ord("X")
+# worker -> parent
+READY = ord("R")
+BOOT_FAILED = ord("B")
+RESULT = ord("O")
+ERROR = ord("E")
+CHUNK_RESULT = ord("m")
+
+Buffer = bytes | bytearray | memoryview
+
+
+def frame(kind: int, task_id: int, parts: Sequence[Buffer]) -> list[Buffer]:
+    """The buffers of one frame, header first."""
+    size = sum(len(p) for p in parts)
+    return [HEADER.pack(size, kind, task_id), *parts]
+
+
+def send_all(sock: socket.socket, buffers: Sequence[Buffer]) -> None:
+    """Blocking write of every buffer (used by workers)."""
+    views = [memoryview(b).cast("B") for b in buffers if len(b)]
+    while views:
+        sent = sock.sendmsg(views[:512])
+        views = _advance(views, sent)
+
+
+def send_some(sock: socket.socket, views: list[memoryview]) -> list[memoryview]:
+    """Non-blocking write; returns what is left to send."""
+    while views:
+        try:
+            sent = sock.sendmsg(views[:512])
+        except (BlockingIOError, InterruptedError):
+            return views
+        views = _advance(views, sent)
+    return views
+
+
+def as_views(buffers: Sequence[Buffer]) -> list[memoryview]:
+    return [memoryview(b).cast("B") for b in buffers if len(b)]
+
+
+def _advance(views: list[memoryview], sent: int) -> list[memoryview]:
+    index = 0
+    while sent and index < len(views):
+        size = len(views[index])
+        if sent >= size:
+            sent -= size
+            index += 1
+        else:
+            views[index] = views[index][sent:]
+            sent = 0
+    return views[index:]
+
+
+def recv_exact(sock: socket.socket, size: int) -> bytearray | None:
+    """Blocking read of exactly ``size`` bytes; ``None`` at end of stream."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return None
+        got += n
+    return buf
+
+
+def recv_frame(sock: socket.socket) -> tuple[int, int, bytearray] | None:
+    """Blocking read of one frame; ``None`` when the other side has gone."""
+    header = recv_exact(sock, HEADER.size)
+    if header is None:
+        return None
+    size, kind, task_id = HEADER.unpack(header)
+    body = recv_exact(sock, size) if size else bytearray()
+    if body is None:
+        return None
+    return kind, task_id, body
+
+
+class FrameReader:
+    """Collects frames from a non-blocking socket, however the bytes arrive."""
+
+    _CHUNK = 1 << 18
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._big: bytearray | None = None  # body of a large frame being filled in place
+        self._big_got = 0
+        self._big_head: tuple[int, int] = (0, 0)
+
+    def read(self, sock: socket.socket) -> tuple[list[tuple[int, int, bytearray]], bool]:
+        """Read what is available. Returns the complete frames and whether the stream ended."""
+        frames: list[tuple[int, int, bytearray]] = []
+        while True:
+            if self._big is not None:
+                try:
+                    n = sock.recv_into(memoryview(self._big)[self._big_got :])
+                except (BlockingIOError, InterruptedError):
+                    return frames, False
+                if n == 0:
+                    return frames, True
+                self._big_got += n
+                if self._big_got == len(self._big):
+                    kind, task_id = self._big_head
+                    frames.append((kind, task_id, self._big))
+                    self._big = None
+                continue
+            try:
+                data = sock.recv(self._CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return frames, False
+            except ConnectionResetError:
+                return frames, True
+            if not data:
+                return frames, True
+            self._buf += data
+            self._parse(frames)
+
+    def _parse(self, frames: list[tuple[int, int, bytearray]]) -> None:
+        buf = self._buf
+        pos = 0
+        while len(buf) - pos >= HEADER.size:
+            size, kind, task_id = HEADER.unpack_from(buf, pos)
+            start = pos + HEADER.size
+            if len(buf) - start >= size:
+                frames.append((kind, task_id, buf[start : start + size]))
+                pos = start + size
+                continue
+            if size > self._CHUNK:
+                # Fill a large body in place instead of growing a buffer.
+                body = bytearray(size)
+                have = len(buf) - start
+                body[:have] = buf[start:]
+                self._big, self._big_got, self._big_head = body, have, (kind, task_id)
+                pos = len(buf)
+            break
+        del buf[:pos]

@@ -1,0 +1,181 @@
+"""The loop that runs inside every worker process of the process engine.
+
+    parent I/O thread  ==socket==>  recv_frame -> load fn/args -> call -> send result
+                                        ^                                     |
+                                        +-------------------------------------+
+    parent's lifeline pipe  -->  watchdog thread: EOF means the parent died -> _exit
+
+A worker knows nothing of pools: it reads one frame at a time, runs it, and
+writes back exactly one answer per task. It ignores SIGINT, so one Ctrl-C in
+a terminal reaches only the parent, which then stops the workers itself.
+The worker must never outlive its parent and never print a traceback of its
+own machinery.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from . import _serialize, _wire, _worker_state
+
+_functions: dict[bytes, Callable[..., Any]] = {}
+_FUNCTION_CACHE_SIZE = 256
+
+
+def main(sock_fd: int, lifeline_fd: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_state.mark_worker()
+    _watch_parent(lifeline_fd)
+    sock = socket.socket(fileno=sock_fd)
+    os.set_inheritable(sock_fd, False)
+    try:
+        first = _wire.recv_frame(sock)
+        if first is None:
+            os._exit(0)
+        config = _serialize.loads(first[2])
+        sys.path[:] = config["sys_path"]
+        _wire.send_all(sock, _wire.frame(_wire.READY, os.getpid(), ()))
+    except BaseException:
+        text = traceback.format_exc()
+        try:
+            _wire.send_all(sock, _wire.frame(_wire.BOOT_FAILED, 0, (text.encode(),)))
+        finally:
+            os._exit(1)
+    _serve(sock)
+
+
+def _watch_parent(lifeline_fd: int) -> None:
+    """Exit the moment the parent dies: its end of the lifeline closes with it."""
+
+    def watch() -> None:
+        try:
+            while os.read(lifeline_fd, 1):
+                pass
+        except OSError:
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="makeparallel-lifeline", daemon=True).start()
+
+
+def _serve(sock: socket.socket) -> None:
+    while True:
+        message = _wire.recv_frame(sock)
+        if message is None:
+            os._exit(0)
+        kind, task_id, body = message
+        if kind == _wire.TASK:
+            reply = _run_task(task_id, body)
+        elif kind == _wire.CHUNK:
+            reply = _run_chunk(task_id, body)
+        elif kind == _wire.EXIT:
+            os._exit(0)
+        else:
+            continue
+        _wire.send_all(sock, reply)
+
+
+def _split(body: bytearray) -> tuple[memoryview, memoryview]:
+    (fn_len,) = _wire.FN_LEN.unpack_from(body, 0)
+    view = memoryview(body)
+    start = _wire.FN_LEN.size
+    return view[start : start + fn_len], view[start + fn_len :]
+
+
+def _load_function(data: memoryview) -> Callable[..., Any]:
+    key = bytes(data)
+    fn = _functions.get(key)
+    if fn is None:
+        fn = _serialize.loads(key)
+        # A decorated function travels by reference to its wrapper; run the plain one.
+        if getattr(type(fn), "_makeparallel_wrapper", False):
+            fn = fn.__wrapped__
+        if len(_functions) >= _FUNCTION_CACHE_SIZE:
+            _functions.clear()
+        _functions[key] = fn
+    return fn
+
+
+def _run_task(task_id: int, body: bytearray) -> list[_wire.Buffer]:
+    try:
+        fn_data, args_data = _split(body)
+        fn = _load_function(fn_data)
+        args, kwargs = _serialize.loads(args_data)
+    except BaseException as exc:
+        return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "load"),))
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as exc:
+        return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "run"),))
+    try:
+        data = _serialize.dumps(value)
+    except BaseException as exc:
+        return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "dump", value),))
+    return _wire.frame(_wire.RESULT, task_id, (data,))
+
+
+def _run_chunk(task_id: int, body: bytearray) -> list[_wire.Buffer]:
+    try:
+        fn_data, items_data = _split(body)
+        fn = _load_function(fn_data)
+        items: list[tuple[Any, ...]] = _serialize.loads(items_data)
+    except BaseException as exc:
+        return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "load"),))
+    outcomes: list[tuple[bool, Any]] = []
+    for args in items:
+        try:
+            outcomes.append((True, fn(*args)))
+        except BaseException as exc:
+            outcomes.append((False, remote_error(exc, "run")))
+    try:
+        data = _serialize.dumps(outcomes)
+    except BaseException:
+        data = _serialize.dumps([_dumpable(outcome) for outcome in outcomes])
+    return _wire.frame(_wire.CHUNK_RESULT, task_id, (data,))
+
+
+def _dumpable(outcome: tuple[bool, Any]) -> tuple[bool, Any]:
+    ok, value = outcome
+    if not ok:
+        return outcome
+    try:
+        _serialize.dumps(value)
+    except BaseException as exc:
+        return False, remote_error(exc, "dump", value)
+    return outcome
+
+
+def remote_error(exc: BaseException, phase: str, value: object = None) -> bytes:
+    """Describe an exception so the parent can rebuild it, or explain why it cannot.
+
+    ``phase`` is where it happened: "load" (the task could not be unpickled
+    here), "run" (the user's function raised), "dump" (the result could not
+    be pickled).
+    """
+    tb = exc.__traceback__
+    if phase == "run" and tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next  # hide the worker loop's own frame
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    try:
+        message = str(exc)
+    except BaseException:
+        message = f"<unprintable {type(exc).__name__}>"
+    exc_bytes: bytes | None = None
+    why_not = ""
+    if phase == "run":
+        try:
+            exc_bytes = _serialize.dumps(exc)
+            _serialize.loads(exc_bytes)  # some exceptions pickle but cannot be rebuilt
+        except BaseException as problem:
+            exc_bytes = None
+            why_not = f"{type(problem).__name__}: {problem}"
+    type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    value_type = type(value).__qualname__ if phase == "dump" else ""
+    return _serialize.dumps((type_name, message, text, exc_bytes, phase, why_not, value_type))

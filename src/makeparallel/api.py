@@ -1,0 +1,440 @@
+"""The one-decorator API and the batch helpers built on the default pool.
+
+``@parallel`` wraps a function in a ``ParallelFunction``: calling it submits
+the call to a pool and returns a ``Handle`` at once. The plain function stays
+reachable as ``__wrapped__`` and is what workers run; the wrapper itself
+pickles *by reference* (module and name), so a decorated module-level
+function never has to travel by value.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import importlib
+import inspect
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
+
+from . import _mapping, _serialize
+from .backends import ENGINE_NAMES
+from .handle import Handle
+from .pool import Pool, check_workers, live_pools
+
+__all__ = [
+    "ParallelFunction",
+    "as_completed",
+    "configure",
+    "gather",
+    "imap",
+    "parallel",
+    "parallel_map",
+    "shutdown",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+BackendSpec = str | concurrent.futures.Executor
+
+
+# -- the default pools ---------------------------------------------------------
+
+_defaults_lock = threading.Lock()
+_default_pools: dict[str, Pool] = {}
+_default_workers: int | None = None
+_default_backend: BackendSpec = "auto"
+
+
+def _check_backend(backend: object) -> None:
+    if isinstance(backend, concurrent.futures.Executor):
+        return
+    if not isinstance(backend, str) or backend not in ENGINE_NAMES:
+        raise ValueError(
+            f"unknown backend {backend!r}: use one of {', '.join(map(repr, ENGINE_NAMES))} "
+            "or pass a concurrent.futures.Executor instance"
+        )
+
+
+def default_pool(backend: BackendSpec | None = None) -> Pool:
+    """The shared pool for ``backend`` (created on first use, sized to the usable CPUs)."""
+    spec = _default_backend if backend is None else backend
+    key = f"executor-{id(spec)}" if isinstance(spec, concurrent.futures.Executor) else spec
+    with _defaults_lock:
+        pool = _default_pools.get(key)
+        if pool is None or pool._state != "running":
+            pool = Pool(workers=_default_workers, backend=spec, name=f"makeparallel-{key}")
+            _default_pools[key] = pool
+        return pool
+
+
+def configure(workers: int | None = None, backend: BackendSpec | None = None) -> None:
+    """Set the size and engine of the default pool.
+
+    A default pool that already exists is shut down (after its tasks finish)
+    and the next call creates one with the new settings.
+    """
+    global _default_workers, _default_backend
+    check_workers(workers)
+    if backend is not None:
+        _check_backend(backend)
+    with _defaults_lock:
+        _default_workers = workers
+        if backend is not None:
+            _default_backend = backend
+        old = list(_default_pools.values())
+        _default_pools.clear()
+    for pool in old:
+        pool.shutdown(wait=True)
+
+
+def shutdown(
+    wait: bool = True, *, cancel_pending: bool = False, timeout: float | None = None
+) -> None:
+    """Shut down every pool of this process, the default ones included."""
+    with _defaults_lock:
+        _default_pools.clear()
+    for pool in live_pools():
+        pool.shutdown(wait=wait, cancel_pending=cancel_pending, timeout=timeout)
+
+
+def _forget_pools_in_child() -> None:
+    # A forked child has copies of the parent's pools but none of their threads or workers.
+    global _defaults_lock
+    _defaults_lock = threading.Lock()
+    _default_pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
+
+
+# -- @parallel ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Options:
+    name: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    backend: BackendSpec | None = None
+    pool: Pool | None = None
+
+
+_OPTION_NAMES = ("name", "metadata", "backend", "pool")
+
+
+def _make_options(base: _Options, overrides: dict[str, Any]) -> _Options:
+    unknown = sorted(set(overrides) - set(_OPTION_NAMES))
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(_OPTION_NAMES)}"
+        )
+    if "name" in overrides and not isinstance(overrides["name"], str | None):
+        raise TypeError(f"name must be a string, got {type(overrides['name']).__name__}")
+    if "metadata" in overrides:
+        metadata = overrides["metadata"]
+        if metadata is None:
+            metadata = {}
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+        overrides["metadata"] = {**base.metadata, **metadata}
+    if overrides.get("backend") is not None:
+        _check_backend(overrides["backend"])
+    if overrides.get("pool") is not None and not isinstance(overrides["pool"], Pool):
+        raise TypeError(f"pool must be a makeparallel.Pool, got {type(overrides['pool']).__name__}")
+    return replace(base, **overrides)
+
+
+def _check_function(fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"@parallel needs a function, got {type(fn).__name__}: {fn!r}")
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"{getattr(fn, '__qualname__', fn)!r} is a generator function: its values cannot "
+            "stream back from a worker. Return a list instead, or use mp.imap over the inputs."
+        )
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"{getattr(fn, '__qualname__', fn)!r} is an 'async def' function: run it with "
+            "asyncio; makeparallel runs regular functions (and its handles can be awaited)."
+        )
+
+
+class ParallelFunction(Generic[P, R]):
+    """A function whose calls run on a pool and return a ``Handle`` at once."""
+
+    _makeparallel_wrapper = True  # what workers look for to unwrap
+
+    def __init__(self, fn: Callable[P, R], options: _Options) -> None:
+        _check_function(fn)
+        functools.update_wrapper(self, fn)
+        self.__wrapped__: Callable[P, R] = fn
+        self.__qualname__: str = getattr(fn, "__qualname__", type(fn).__qualname__)
+        self._options = options
+        self._reference: bytes | None = None
+        self._reference_known = False
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+        return self._submit(self._options, args, kwargs)
+
+    def options(self, **overrides: Any) -> _Call[P, R]:
+        """The same function with per-call options (``name``, ``metadata``, ``backend``, ``pool``).
+
+        Options never mix with the function's own keyword arguments:
+        ``fn.options(name="x")(name="y")`` passes ``name="y"`` to ``fn``.
+        """
+        return _Call(self, _make_options(self._options, overrides))
+
+    def _submit(
+        self, options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Handle[R]:
+        pool = options.pool or default_pool(options.backend)
+        return pool._submit_call(
+            self.__wrapped__,
+            args,
+            kwargs,
+            name=options.name or self.__qualname__,
+            metadata=dict(options.metadata),
+            fn_data=self._reference_bytes(),
+        )
+
+    def _reference_bytes(self) -> bytes | None:
+        """This wrapper pickled by reference, or None when it cannot be imported by name."""
+        if not self._reference_known:
+            self._reference = _serialize.dumps(self) if self._importable() else None
+            self._reference_known = True
+        return self._reference
+
+    def _importable(self) -> bool:
+        module_name = getattr(self, "__module__", None)
+        if not module_name or module_name == "__main__" or "<locals>" in self.__qualname__:
+            return False
+        try:
+            target: Any = importlib.import_module(module_name)
+            for part in self.__qualname__.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError):
+            return False
+        return target is self
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        if self._importable():
+            return str(self.__qualname__)
+        return (_rebuild, (self.__wrapped__, self._options))
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        call: Callable[..., Handle[R]] = self.__call__
+        return functools.partial(call, instance)
+
+    def __repr__(self) -> str:
+        return f"<parallel function {self.__module__}.{self.__qualname__}>"
+
+
+def _rebuild(fn: Callable[..., Any], options: _Options) -> ParallelFunction[..., Any]:
+    return ParallelFunction(fn, replace(options, pool=None))
+
+
+class _Call(Generic[P, R]):
+    """A ParallelFunction with per-call options; calling it submits."""
+
+    def __init__(self, function: ParallelFunction[P, R], options: _Options) -> None:
+        self._function = function
+        self._options = options
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+        return self._function._submit(self._options, args, kwargs)
+
+
+@overload
+def parallel(fn: Callable[P, R], /) -> ParallelFunction[P, R]: ...
+
+
+@overload
+def parallel(
+    *,
+    name: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    backend: BackendSpec | None = None,
+    pool: Pool | None = None,
+) -> Callable[[Callable[P, R]], ParallelFunction[P, R]]: ...
+
+
+def parallel(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    backend: BackendSpec | None = None,
+    pool: Pool | None = None,
+) -> ParallelFunction[P, R] | Callable[[Callable[P, R]], ParallelFunction[P, R]]:
+    """Make calls of ``fn`` run in parallel: each call returns a ``Handle`` at once.
+
+    Use bare (``@parallel``) or with options (``@parallel(name=..., backend="thread")``).
+    """
+    options = _make_options(
+        _Options(),
+        {
+            k: v
+            for k, v in {
+                "name": name,
+                "metadata": metadata,
+                "backend": backend,
+                "pool": pool,
+            }.items()
+            if v is not None
+        },
+    )
+    if fn is not None:
+        return ParallelFunction(fn, options)
+
+    def decorate(function: Callable[P, R]) -> ParallelFunction[P, R]:
+        return ParallelFunction(function, options)
+
+    return decorate
+
+
+# -- batches ----------------------------------------------------------------------
+
+
+def _pool_options(fn: Callable[..., Any]) -> tuple[Pool | None, BackendSpec | None]:
+    if isinstance(fn, ParallelFunction):
+        return fn._options.pool, fn._options.backend
+    return None, None
+
+
+def parallel_map(
+    fn: Callable[[T], R],
+    iterable: Iterable[T],
+    *,
+    workers: int | None = None,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    progress: bool = False,
+    on_error: Literal["raise", "skip", "return"] = "raise",
+) -> list[Any]:
+    """``[fn(x) for x in iterable]``, in parallel. Returns a list.
+
+    ``workers`` runs the map on a pool of its own of that size (created and
+    shut down by this call); by default the shared pool is used.
+    ``on_error="skip"`` leaves failed items out, ``"return"`` puts their
+    exceptions in their place; ``progress=True`` shows a progress bar.
+    """
+    _mapping.check_on_error(on_error)
+    results_iter = imap(
+        fn,
+        iterable,
+        workers=workers,
+        chunksize=chunksize,
+        ordered=ordered,
+        on_error=on_error,
+        _progress=progress,
+    )
+    return list(results_iter)
+
+
+def imap(
+    fn: Callable[[T], R],
+    iterable: Iterable[T],
+    *,
+    workers: int | None = None,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    on_error: Literal["raise", "skip", "return"] = "raise",
+    _progress: bool = False,
+) -> Iterator[Any]:
+    """Lazily apply ``fn`` to each item; input is pulled only as workers free up.
+
+    Results come in input order, or as they complete with ``ordered=False``.
+    Memory stays bounded even over an endless generator.
+    """
+    check_workers(workers)
+    own_pool, own_backend = _pool_options(fn)
+    temporary = Pool(workers=workers) if workers is not None else None
+    pool = temporary or own_pool or default_pool(own_backend)
+    bar = _progress_bar(iterable) if _progress else None
+    try:
+        results = _mapping.imap(
+            pool,
+            fn,
+            iterable,
+            chunksize=chunksize,
+            ordered=ordered,
+            on_error=on_error,
+            on_items_done=bar.update if bar is not None else None,
+        )
+    except BaseException:
+        if temporary is not None:
+            temporary.shutdown(wait=False, cancel_pending=True)
+        if bar is not None:
+            bar.close()
+        raise
+    return _closing(results, temporary, bar)
+
+
+def _closing(results: Iterator[Any], pool: Pool | None, bar: Any) -> Iterator[Any]:
+    try:
+        yield from results
+    finally:
+        if bar is not None:
+            bar.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_pending=True)
+
+
+def _progress_bar(iterable: Iterable[Any]) -> Any:
+    from tqdm.auto import tqdm
+
+    try:
+        total: int | None = len(iterable)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    return tqdm(total=total, unit="item")
+
+
+def gather(
+    handles: Iterable[Handle[R]],
+    on_error: Literal["raise", "skip", "return"] = "raise",
+    timeout: float | None = None,
+) -> list[Any]:
+    """The results of ``handles``, in their order.
+
+    ``on_error="raise"`` raises the first failure as soon as it happens
+    (other tasks keep running); ``"skip"`` leaves failures out; ``"return"``
+    puts the exception in the failed task's place.
+    """
+    _mapping.check_on_error(on_error)
+    items = list(handles)
+    for h in items:
+        if not isinstance(h, concurrent.futures.Future):
+            raise TypeError(f"gather takes handles (futures), got {type(h).__name__}")
+    if on_error == "raise":
+        for done in concurrent.futures.as_completed(items, timeout=timeout):
+            if done.cancelled() or done.exception() is not None:
+                done.result()  # raises the task's exception
+        return [h.result() for h in items]
+    finished, _ = concurrent.futures.wait(items, timeout=timeout)
+    if len(finished) < len(set(items)):
+        raise TimeoutError(
+            f"{len(set(items)) - len(finished)} task(s) unfinished after {timeout} s"
+        )
+    results: list[Any] = []
+    for h in items:
+        try:
+            results.append(h.result())
+        except BaseException as exc:
+            if not isinstance(exc, Exception | concurrent.futures.CancelledError):
+                raise
+            if on_error == "return":
+                results.append(exc)
+    return results
+
+
+def as_completed(handles: Iterable[Handle[R]], timeout: float | None = None) -> Iterator[Handle[R]]:
+    """Yield each handle as its task ends (``TimeoutError`` if ``timeout`` passes first)."""
+    return cast(Iterator[Handle[R]], concurrent.futures.as_completed(list(handles), timeout))

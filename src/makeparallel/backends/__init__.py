@@ -1,0 +1,67 @@
+"""Execution engines, one module each, behind the small interface in ``base``."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+
+from .base import Backend
+
+ENGINE_NAMES = ("auto", "process", "thread", "serial", "interpreter")
+
+
+def gil_enabled() -> bool:
+    check = getattr(sys, "_is_gil_enabled", None)
+    return True if check is None else bool(check())
+
+
+def resolve_kind(spec: str) -> str:
+    """The engine ``backend="auto"`` (or a name) stands for on this interpreter."""
+    if spec == "auto":
+        from .. import _worker_state
+
+        if _worker_state.in_worker():
+            return "serial"  # nested parallelism inside a worker would oversubscribe the CPUs
+        return "process" if gil_enabled() else "thread"
+    return spec
+
+
+def create_backend(
+    spec: str | concurrent.futures.Executor, workers: int, pool_name: str
+) -> Backend:
+    if isinstance(spec, concurrent.futures.Executor):
+        from .executor import ExecutorBackend
+
+        return ExecutorBackend(spec, pool_name)
+    if not isinstance(spec, str) or spec not in ENGINE_NAMES:
+        raise ValueError(
+            f"unknown backend {spec!r}: use one of {', '.join(map(repr, ENGINE_NAMES))} "
+            "or pass a concurrent.futures.Executor instance"
+        )
+    kind = resolve_kind(spec)
+    if kind == "process":
+        from .process import ProcessBackend
+
+        return ProcessBackend(workers, pool_name)
+    if kind == "thread":
+        from .thread import ThreadBackend
+
+        return ThreadBackend(workers, pool_name)
+    if kind == "serial":
+        from .serial import SerialBackend
+
+        return SerialBackend(workers, pool_name)
+    return _interpreter_backend(workers, pool_name)
+
+
+def _interpreter_backend(workers: int, pool_name: str) -> Backend:
+    executor_class = getattr(concurrent.futures, "InterpreterPoolExecutor", None)
+    if executor_class is None:
+        raise ValueError(
+            "backend='interpreter' needs Python 3.14 or newer (concurrent.futures."
+            f"InterpreterPoolExecutor); this is Python {sys.version.split()[0]}. "
+            "Use backend='process' instead."
+        )
+    from .executor import ExecutorBackend
+
+    return ExecutorBackend(executor_class(max_workers=workers), pool_name, owned=True)

@@ -1,0 +1,55 @@
+"""The small interface between a pool and the engine that runs its tasks.
+
+The pool owns every task's state; an engine only moves tasks to where they
+run and reports how each ended. Engines *pull*: whenever one has a free
+worker it calls ``sink.take()``, and the pool calls ``poke()`` after queueing
+work so an idle engine knows to pull.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Protocol
+
+from .._task import Task
+
+
+class Sink(Protocol):
+    """What an engine sees of its pool."""
+
+    def take(self) -> Task | None:
+        """The next task to run, already marked running; None when nothing waits."""
+
+    def has_pending(self) -> bool: ...
+
+    def finished(self, task: Task, ok: bool, value: Any) -> None:
+        """Report how a task ended: its value, or the exception to raise."""
+
+    def broken(self, error: BaseException) -> None:
+        """The engine cannot run anything any more (its workers cannot start)."""
+
+
+class Backend(abc.ABC):
+    kind: str = ""
+
+    def __init__(self, workers: int, pool_name: str) -> None:
+        self.workers = workers
+        self.pool_name = pool_name
+
+    @abc.abstractmethod
+    def start(self, sink: Sink) -> None: ...
+
+    def prepare(self, task: Task) -> None:  # noqa: B027 - most engines need no preparation
+        """Called in the submitting thread before the task is queued (may raise)."""
+
+    @abc.abstractmethod
+    def poke(self) -> None:
+        """Work was queued: pull it if a worker is free."""
+
+    def stop_task(self, task: Task, error: BaseException) -> bool:
+        """Stop a running task, reporting ``error`` for it. False when the engine cannot."""
+        return False
+
+    @abc.abstractmethod
+    def close(self, deadline: float | None, wait: bool = True) -> None:
+        """Release the workers once no task runs; stop any still running at ``deadline``."""

@@ -1,0 +1,71 @@
+"""The executor engine: hand every task to an existing ``concurrent.futures.Executor``.
+
+This is how a pool grows beyond one machine without makeparallel writing
+its own distribution: pass a Dask ``Client.get_executor()``, a Ray or loky
+executor, or any other ``Executor`` as ``backend=``. The wrapped executor
+does its own queueing and sizing; makeparallel keeps the handles, errors
+and callbacks.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+from typing import Any
+
+from .._task import Task, annotate, context_note
+from .base import Backend, Sink
+
+
+def _run_items(fn: Any, items: list[tuple[Any, ...]]) -> list[tuple[bool, Any]]:
+    outcomes: list[tuple[bool, Any]] = []
+    for item in items:
+        try:
+            outcomes.append((True, fn(*item)))
+        except Exception as exc:
+            outcomes.append((False, exc))
+    return outcomes
+
+
+class ExecutorBackend(Backend):
+    kind = "executor"
+
+    def __init__(
+        self, executor: concurrent.futures.Executor, pool_name: str, *, owned: bool = False
+    ) -> None:
+        super().__init__(workers=0, pool_name=pool_name)
+        self.executor = executor
+        self.owned = owned  # True when the pool created the executor and must shut it down
+
+    def start(self, sink: Sink) -> None:
+        self._sink = sink
+
+    def poke(self) -> None:
+        while (task := self._sink.take()) is not None:
+            task.worker = type(self.executor).__name__
+            if task.items is None:
+                future = self.executor.submit(task.fn, *task.args, **task.kwargs)
+            else:
+                future = self.executor.submit(_run_items, task.fn, task.items)
+            future.add_done_callback(functools.partial(self._done, task))
+
+    def _done(self, task: Task, future: concurrent.futures.Future[Any]) -> None:
+        try:
+            value = future.result()
+        except BaseException as exc:
+            self._sink.finished(task, False, annotate(exc, context_note(task, task.worker)))
+            return
+        if task.items is not None:
+            value = [
+                (
+                    ok,
+                    v if ok else annotate(v, context_note(task, task.worker, task.first_index + i)),
+                )
+                for i, (ok, v) in enumerate(value)
+            ]
+        self._sink.finished(task, True, value)
+
+    def close(self, deadline: float | None, wait: bool = True) -> None:
+        if self.owned:
+            self.executor.shutdown(wait=wait)
+        # otherwise the executor belongs to the caller, who shuts it down

@@ -1,0 +1,546 @@
+"""The process engine: makeparallel's own worker loop, one socket per worker.
+
+    submitting thread --prepare (pickle)--> Pool queue
+                                               |
+        poke / worker free: take() ------------+
+              |
+              v   non-blocking send (any thread; the I/O thread finishes partial writes)
+      +-- worker 0 <==socket==+
+      +-- worker 1 <==socket==+==> I/O thread: one selector over every socket,
+      +-- worker N <==socket==+    every worker's pidfd and a wake-up pipe
+                                   |
+                                   +-> frames: ready / result / error -> Sink.finished
+                                   +-> a worker exits -> its one task fails, a new worker starts
+
+Why our own loop and not ``ProcessPoolExecutor``: the parent must be able to
+kill and replace *one* worker (timeout, cancel, crash) without breaking the
+pool, and know exactly which task a dead worker was running.
+
+Workers are started with ``subprocess`` (fork + exec of a fresh interpreter),
+never with a bare ``fork()`` of this process: the pool has an I/O thread, and
+forking a multi-threaded process can deadlock the child (Python 3.12+ warns
+about it). A fresh interpreter also never re-imports the user's ``__main__``;
+what is defined there travels by value (cloudpickle).
+
+Every worker holds the read end of one "lifeline" pipe whose write end only
+this process has. When this process dies - even by SIGKILL - the kernel
+closes that end, the worker's watchdog thread reads EOF and the worker exits.
+This module must never block the I/O thread on a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .. import _serialize, _wire
+from .._task import (
+    Task,
+    describe_exit,
+    from_remote,
+    unpicklable_arguments,
+    unpicklable_function,
+    worker_crashed,
+)
+from ..errors import SerializationError, TaskError
+from .base import Backend, Sink
+
+logger = logging.getLogger("makeparallel")
+
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[3]); "
+    "from makeparallel._worker import main; main(int(sys.argv[1]), int(sys.argv[2]))"
+)
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_MAX_BOOT_FAILURES = 3
+_REAP_GRACE = 5.0
+
+_lifeline_lock = threading.Lock()
+_lifeline: tuple[int, int] | None = None
+
+
+def _lifeline_read_end() -> int:
+    global _lifeline
+    with _lifeline_lock:
+        if _lifeline is None:
+            _lifeline = os.pipe()  # both ends non-inheritable; only workers get the read end
+        return _lifeline[0]
+
+
+def _drop_lifeline_in_child() -> None:
+    # A forked child must not keep the parent's workers alive, nor share its lifeline.
+    global _lifeline
+    if _lifeline is not None:
+        for fd in _lifeline:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _lifeline = None
+
+
+os.register_at_fork(after_in_child=_drop_lifeline_in_child)
+
+
+class _Worker:
+    __slots__ = (
+        "boot_error",
+        "dead",
+        "index",
+        "label",
+        "outbox",
+        "pidfd",
+        "proc",
+        "reader",
+        "ready",
+        "sock",
+        "task",
+    )
+
+    def __init__(self, index: int, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self.index = index
+        self.proc = proc
+        self.sock = sock
+        self.pidfd: int | None = None
+        self.reader = _wire.FrameReader()
+        self.outbox: list[memoryview] = []
+        self.ready = False
+        self.dead = False
+        self.task: Task | None = None
+        self.label = f"pid {proc.pid}"
+        self.boot_error = ""
+
+
+class ProcessBackend(Backend):
+    kind = "process"
+
+    def start(self, sink: Sink) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+        self._commands: deque[Callable[[], None]] = deque()
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._backlog: deque[Task] = deque()
+        self._next_index = 0
+        self._boot_failures = 0
+        self._closing = False
+        self._deadline: float | None = None
+        self._killed_all = False
+        self._broken = False
+        self._io_ident: int | None = None
+        self._thread = threading.Thread(target=self._loop, name=f"{self.pool_name}-io", daemon=True)
+        self._thread.start()
+        self._call(self._spawn_all)
+
+    # -- called from any thread -------------------------------------------
+
+    def prepare(self, task: Task) -> None:
+        if task.fn_data is None:
+            try:
+                task.fn_data = _serialize.dumps(task.fn)
+            except Exception as problem:
+                raise unpicklable_function(task, problem) from problem
+        try:
+            payload: object = task.items if task.items is not None else (task.args, task.kwargs)
+            task.args_data = _serialize.dumps(payload)
+        except Exception as problem:
+            raise unpicklable_arguments(task, problem) from problem
+
+    def poke(self) -> None:
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return
+                worker = self._idle.pop()
+            task = self._sink.take()
+            if task is not None:
+                self._send_task(worker, task)
+                continue
+            with self._lock:
+                if not worker.dead:
+                    self._idle.append(worker)
+            if not self._sink.has_pending():
+                return
+
+    def stop_task(self, task: Task, error: BaseException) -> bool:
+        worker: _Worker | None = None
+        with self._lock:
+            if task in self._backlog:
+                self._backlog.remove(task)
+                in_backlog = True
+            else:
+                in_backlog = False
+                worker = next((w for w in self._workers if w.task is task), None)
+                if worker is None:
+                    return False
+                task.stop_error = error
+        if in_backlog:
+            self._sink.finished(task, False, error)
+        elif worker is not None:
+            _kill(worker)
+        return True
+
+    def close(self, deadline: float | None, wait: bool = True) -> None:
+        self._call(lambda: self._begin_close(deadline))
+        if not wait or threading.get_ident() == self._io_ident:
+            return
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic()) + 2.0
+        self._thread.join(remaining)
+
+    def worker_pids(self) -> list[int]:
+        with self._lock:
+            return [w.proc.pid for w in self._workers if not w.dead]
+
+    # -- sending ------------------------------------------------------------
+
+    def _send_task(self, worker: _Worker, task: Task) -> None:
+        assert task.fn_data is not None
+        assert task.args_data is not None
+        kind = _wire.TASK if task.items is None else _wire.CHUNK
+        parts = (_wire.FN_LEN.pack(len(task.fn_data)), task.fn_data, task.args_data)
+        views = _wire.as_views(_wire.frame(kind, task.id, parts))
+        with self._lock:
+            if worker.dead:
+                self._backlog.append(task)
+                return
+            worker.task = task
+            task.worker = worker.label
+            task.handle._worker = worker.label
+            try:
+                rest = _wire.send_some(worker.sock, views)
+            except OSError:
+                # The worker is going away; the I/O thread will see it die.
+                worker.task = None
+                self._backlog.append(task)
+                return
+            if rest:
+                worker.outbox = rest
+                self._watch_writes(worker)
+
+    def _watch_writes(self, worker: _Worker) -> None:
+        def register() -> None:
+            if not worker.dead:
+                self._selector.modify(
+                    worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, ("sock", worker)
+                )
+
+        if threading.get_ident() == self._io_ident:
+            register()
+        else:
+            self._call(register)
+
+    def _call(self, command: Callable[[], None]) -> None:
+        """Run ``command`` on the I/O thread."""
+        self._commands.append(command)
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (a wake-up is pending anyway) or closed
+
+    # -- the I/O thread ------------------------------------------------------
+
+    def _loop(self) -> None:
+        self._io_ident = threading.get_ident()
+        try:
+            while not (self._closing and not self._workers):
+                for key, mask in self._selector.select(self._select_timeout()):
+                    what, worker = key.data
+                    if what == "wake":
+                        self._drain_wake()
+                    elif what == "pidfd":
+                        self._on_exit(worker)
+                    else:
+                        if mask & selectors.EVENT_WRITE:
+                            self._flush(worker)
+                        if mask & selectors.EVENT_READ:
+                            self._read(worker)
+                self._enforce_deadline()
+        except BaseException as exc:  # a bug here must not leave handles waiting forever
+            logger.critical("makeparallel I/O thread failed", exc_info=True)
+            self._give_up(TaskError(f"the pool's I/O thread failed: {exc!r}"))
+        finally:
+            self._teardown()
+
+    def _select_timeout(self) -> float | None:
+        if self._closing and self._deadline is not None and not self._killed_all:
+            return max(0.0, self._deadline - time.monotonic())
+        if self._closing and self._killed_all:
+            return 0.1
+        return None
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self._commands:
+            self._commands.popleft()()
+
+    def _spawn_all(self) -> None:
+        for _ in range(self.workers):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        parent_sock, child_sock = socket.socketpair()
+        lifeline = _lifeline_read_end()
+        args = [
+            sys.executable,
+            *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
+            "-c",
+            _BOOT,
+            str(child_sock.fileno()),
+            str(lifeline),
+            _PACKAGE_ROOT,
+        ]
+        try:
+            proc = subprocess.Popen(
+                args, pass_fds=(child_sock.fileno(), lifeline), stdin=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            parent_sock.close()
+            child_sock.close()
+            self._give_up(TaskError(f"cannot start a worker process: {exc}"))
+            return
+        finally:
+            child_sock.close()
+        worker = _Worker(self._next_index, proc, parent_sock)
+        self._next_index += 1
+        config = {
+            "sys_path": [p or os.getcwd() for p in sys.path],
+            "pool": self.pool_name,
+            "index": worker.index,
+        }
+        _wire.send_all(parent_sock, _wire.frame(_wire.CONFIG, 0, (_serialize.dumps(config),)))
+        parent_sock.setblocking(False)
+        self._selector.register(parent_sock, selectors.EVENT_READ, ("sock", worker))
+        try:
+            worker.pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            worker.pidfd = None  # no pidfd here: the socket's EOF tells us instead
+        else:
+            self._selector.register(worker.pidfd, selectors.EVENT_READ, ("pidfd", worker))
+        with self._lock:
+            self._workers.append(worker)
+
+    def _flush(self, worker: _Worker) -> None:
+        with self._lock:
+            try:
+                worker.outbox = _wire.send_some(worker.sock, worker.outbox)
+            except OSError:
+                worker.outbox = []
+            if not worker.outbox and not worker.dead:
+                self._selector.modify(worker.sock, selectors.EVENT_READ, ("sock", worker))
+
+    def _read(self, worker: _Worker) -> None:
+        try:
+            frames, ended = worker.reader.read(worker.sock)
+        except OSError:
+            frames, ended = [], True
+        for kind, task_id, body in frames:
+            self._on_frame(worker, kind, task_id, body)
+        if ended:
+            self._on_exit(worker)
+
+    def _on_frame(self, worker: _Worker, kind: int, task_id: int, body: bytearray) -> None:
+        if kind == _wire.READY:
+            worker.ready = True
+            self._boot_failures = 0
+            self._worker_free(worker)
+            return
+        if kind == _wire.BOOT_FAILED:
+            worker.boot_error = body.decode(errors="replace")
+            return
+        with self._lock:
+            task = worker.task
+            worker.task = None
+        if task is None or task.id != task_id:
+            logger.error("worker %s answered for unknown task %s", worker.label, task_id)
+            return
+        ok, value = self._outcome(task, worker, kind, body)
+        self._worker_free(worker)  # hand out the next task before running callbacks
+        if task.stop_error is None:
+            self._sink.finished(task, ok, value)
+        else:
+            # Asked to stop, but it finished first: report the stop as asked.
+            self._sink.finished(task, False, task.stop_error)
+
+    def _outcome(self, task: Task, worker: _Worker, kind: int, body: bytearray) -> tuple[bool, Any]:
+        if kind == _wire.ERROR:
+            return False, from_remote(task, bytes(body), worker.label)
+        try:
+            value = _serialize.loads(body)
+        except Exception as problem:
+            return False, SerializationError(
+                f"{task.describe()}: the result could not be unpickled in the parent "
+                f"({type(problem).__name__}: {problem})",
+                **task.context(worker.label),
+            )
+        if kind == _wire.CHUNK_RESULT:
+            base = task.first_index
+            value = [
+                (ok, v if ok else from_remote(task, v, worker.label, base + i))
+                for i, (ok, v) in enumerate(value)
+            ]
+        return True, value
+
+    def _worker_free(self, worker: _Worker) -> None:
+        if worker.dead:
+            return
+        if self._closing:
+            self._retire(worker)
+            return
+        with self._lock:
+            task = self._backlog.popleft() if self._backlog else None
+            if task is None:
+                self._idle.append(worker)
+        if task is not None:
+            self._send_task(worker, task)
+        else:
+            self.poke()
+
+    def _on_exit(self, worker: _Worker) -> None:
+        if worker.dead:
+            return
+        with self._lock:
+            worker.dead = True  # from here on it gets no new task
+        # Whatever the worker wrote before it died is still in the socket: read it first.
+        self._read_remaining(worker)
+        with self._lock:
+            task, worker.task = worker.task, None
+            if worker in self._idle:
+                self._idle.remove(worker)
+            self._workers.remove(worker)
+        for fd in (worker.sock.fileno(), worker.pidfd):
+            if fd is not None and fd >= 0:
+                try:
+                    self._selector.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+        worker.sock.close()
+        if worker.pidfd is not None:
+            os.close(worker.pidfd)
+        returncode = _reap(worker.proc)
+        if task is not None:
+            error = task.stop_error or worker_crashed(task, worker.label, returncode)
+            self._sink.finished(task, False, error)
+        if self._closing:
+            return
+        if not worker.ready:
+            self._boot_failed(worker, returncode)
+            return
+        logger.warning(
+            "worker %s %s; starting a new one", worker.label, describe_exit(returncode)[0]
+        )
+        self._spawn()
+
+    def _read_remaining(self, worker: _Worker) -> None:
+        while True:
+            try:
+                frames, ended = worker.reader.read(worker.sock)
+            except OSError:
+                return
+            for kind, task_id, body in frames:
+                self._on_frame(worker, kind, task_id, body)
+            if ended or not frames:
+                return
+
+    def _boot_failed(self, worker: _Worker, returncode: int | None) -> None:
+        self._boot_failures += 1
+        reason = worker.boot_error.strip() or f"it {describe_exit(returncode)[0]}"
+        logger.error("worker %s failed to start: %s", worker.label, reason)
+        if self._boot_failures < _MAX_BOOT_FAILURES:
+            self._spawn()
+            return
+        if not any(w.ready for w in self._workers):
+            self._give_up(
+                TaskError(
+                    f"pool {self.pool_name!r}: worker processes fail to start "
+                    f"({self._boot_failures} in a row); the last one said:\n{reason}"
+                )
+            )
+
+    def _give_up(self, error: BaseException) -> None:
+        if self._broken:
+            return
+        self._broken = True
+        with self._lock:
+            backlog = list(self._backlog)
+            self._backlog.clear()
+        for task in backlog:
+            self._sink.finished(task, False, error)
+        self._sink.broken(error)
+
+    # -- closing -------------------------------------------------------------
+
+    def _begin_close(self, deadline: float | None) -> None:
+        self._closing = True
+        self._deadline = deadline
+        with self._lock:
+            idle = list(self._idle)
+            self._idle.clear()
+            starting = [w for w in self._workers if not w.ready]
+        for worker in idle + starting:
+            self._retire(worker)
+
+    def _retire(self, worker: _Worker) -> None:
+        """Ask a worker with no task to exit: it reads EOF and leaves."""
+        try:
+            worker.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _enforce_deadline(self) -> None:
+        if (
+            self._closing
+            and not self._killed_all
+            and self._deadline is not None
+            and time.monotonic() >= self._deadline
+        ):
+            self._killed_all = True
+            with self._lock:
+                workers = list(self._workers)
+            for worker in workers:
+                _kill(worker)
+
+    def _teardown(self) -> None:
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            _kill(worker)
+            _reap(worker.proc)
+            worker.sock.close()
+            if worker.pidfd is not None:
+                os.close(worker.pidfd)
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+def _kill(worker: _Worker) -> None:
+    try:
+        worker.proc.kill()
+    except OSError:
+        pass
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> int | None:
+    try:
+        return proc.wait(_REAP_GRACE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()

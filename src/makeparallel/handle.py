@@ -1,0 +1,268 @@
+"""Handle: the future of one task, and the one place its state changes.
+
+A task moves through
+
+    PENDING --> RUNNING --> SUCCEEDED | FAILED | CANCELLED | TIMED_OUT
+       |
+       +------> CANCELLED | FAILED        (cancelled, or refused before it ran)
+
+and every move goes through ``Handle._transition``. A move that the diagram
+does not allow raises ``InvalidTransitionError``: the pool resolves races (a
+result arriving after a cancel) before it asks for a move, so an illegal move
+is a bug to see, never a silent no-op.
+
+``Handle`` is a ``concurrent.futures.Future``, so ``concurrent.futures.wait``,
+``as_completed`` and ``asyncio.wrap_future`` work on it unchanged.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+from .errors import TaskCancelledError
+
+__all__ = ["Handle", "InvalidTransitionError", "TaskState"]
+
+R = TypeVar("R")
+
+logger = logging.getLogger("makeparallel")
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life. Compares equal to its lower-case name."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+_TERMINAL = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT}
+)
+_ALLOWED: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.PENDING: frozenset({TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED}),
+    TaskState.RUNNING: _TERMINAL,
+}
+
+
+class InvalidTransitionError(RuntimeError):
+    """A task was asked to make a state change its life cycle does not allow."""
+
+
+class Handle(concurrent.futures.Future[R], Generic[R]):
+    """The running (or finished) task returned by a ``@parallel`` call or ``Pool.submit``.
+
+    ``result()`` (alias ``get()``) returns the value or re-raises the task's
+    own exception; ``state``, ``elapsed`` and ``attempts`` describe it while
+    it runs.
+    """
+
+    def __init__(
+        self,
+        task_id: int,
+        name: str,
+        metadata: Mapping[str, Any] | None = None,
+        canceller: Callable[[Handle[Any]], bool] | None = None,
+    ) -> None:
+        super().__init__()
+        self._task_id = task_id
+        self._name = name
+        self._metadata: Mapping[str, Any] = MappingProxyType(dict(metadata or {}))
+        self._canceller = canceller
+        self._task_state = TaskState.PENDING
+        self._state_lock = threading.Lock()
+        self._started_at: float | None = None
+        self._ended_at: float | None = None
+        self._attempts = 0
+        self._worker: str | None = None
+
+    # -- what a user reads -------------------------------------------------
+
+    @property
+    def task_id(self) -> int:
+        """Unique within this process."""
+        return self._task_id
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """The metadata given at decoration or per call (read-only)."""
+        return self._metadata
+
+    @property
+    def state(self) -> TaskState:
+        return self._task_state
+
+    @property
+    def attempts(self) -> int:
+        """How many times the task has been started (0 while it waits)."""
+        return self._attempts
+
+    @property
+    def elapsed(self) -> float | None:
+        """Seconds the task has run (monotonic clock); None before it starts."""
+        started = self._started_at
+        if started is None:
+            return None
+        ended = self._ended_at
+        return (ended if ended is not None else time.monotonic()) - started
+
+    def get(self, timeout: float | None = None) -> R:
+        """Same as ``result()``."""
+        return self.result(timeout)
+
+    def result(self, timeout: float | None = None) -> R:
+        try:
+            return super().result(timeout)
+        except concurrent.futures.CancelledError as exc:
+            if isinstance(exc, TaskCancelledError):
+                raise
+            raise self._cancelled_error() from None
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        try:
+            exc = super().exception(timeout)
+        except concurrent.futures.CancelledError as cancelled:
+            if isinstance(cancelled, TaskCancelledError):
+                raise
+            raise self._cancelled_error() from None
+        if isinstance(exc, TaskCancelledError) and self._task_state is TaskState.CANCELLED:
+            raise exc
+        return exc
+
+    def cancelled(self) -> bool:
+        return self._task_state is TaskState.CANCELLED
+
+    def cancel(self) -> bool:
+        """Cancel the task. A waiting task never starts; a running one is stopped if its
+        engine can stop it (the process engine kills and replaces its worker).
+
+        Returns True when the task is now cancelled.
+        """
+        with self._state_lock:
+            state = self._task_state
+        if state is TaskState.PENDING:
+            if self._try_transition(TaskState.PENDING, TaskState.CANCELLED):
+                super().cancel()
+                super().set_running_or_notify_cancel()
+                return True
+            return self.cancel()  # it started meanwhile
+        if state is TaskState.RUNNING and self._canceller is not None:
+            return self._canceller(self)
+        return state is TaskState.CANCELLED
+
+    # -- callbacks ---------------------------------------------------------
+
+    def on_complete(self, callback: Callable[[R], object]) -> Handle[R]:
+        """Call ``callback(result)`` when the task succeeds (at once if it already has)."""
+
+        def fire(handle: concurrent.futures.Future[R]) -> None:
+            if self._task_state is TaskState.SUCCEEDED:
+                self._run_callback(callback, handle.result())
+
+        self.add_done_callback(fire)
+        return self
+
+    def on_error(self, callback: Callable[[BaseException], object]) -> Handle[R]:
+        """Call ``callback(exception)`` when the task fails, times out or is cancelled."""
+        if not callable(callback):
+            raise TypeError(f"on_error needs a callable, got {type(callback).__name__}")
+
+        def fire(_: concurrent.futures.Future[R]) -> None:
+            if self._task_state is TaskState.SUCCEEDED:
+                return
+            try:
+                exc = self.exception()
+            except TaskCancelledError as cancelled:
+                exc = cancelled
+            if exc is not None:
+                self._run_callback(callback, exc)
+
+        self.add_done_callback(fire)
+        return self
+
+    def _run_callback(self, callback: Callable[[Any], object], value: object) -> None:
+        try:
+            callback(value)
+        except Exception:
+            logger.exception(
+                "callback %r of task %s (%s) raised; the task and the pool are unaffected",
+                callback,
+                self._task_id,
+                self._name,
+            )
+
+    def __await__(self) -> Generator[Any, None, R]:
+        import asyncio
+
+        return asyncio.wrap_future(self).__await__()
+
+    def __repr__(self) -> str:
+        return f"<Handle task_id={self._task_id} name={self._name!r} state={self._task_state}>"
+
+    # -- transitions, called by the pool only -----------------------------
+
+    def _try_transition(self, expected: TaskState, new: TaskState) -> bool:
+        """Move ``expected -> new`` if the task is still in ``expected``."""
+        with self._state_lock:
+            if self._task_state is not expected:
+                return False
+            self._check(expected, new)
+            self._task_state = new
+            now = time.monotonic()
+            if new is TaskState.RUNNING:
+                self._started_at = now
+                self._attempts += 1
+            elif new in _TERMINAL:
+                self._ended_at = now
+            return True
+
+    def _transition(self, new: TaskState) -> None:
+        with self._state_lock:
+            current = self._task_state
+        if not self._try_transition(current, new):
+            raise InvalidTransitionError(
+                f"task {self._task_id} ({self._name}) changed state while moving to {new}"
+            )
+
+    @staticmethod
+    def _check(current: TaskState, new: TaskState) -> None:
+        if new not in _ALLOWED.get(current, frozenset()):
+            raise InvalidTransitionError(f"a task cannot move from {current} to {new}")
+
+    def _start(self, worker: str | None = None) -> bool:
+        """PENDING -> RUNNING; False if the task was cancelled while it waited."""
+        if not self._try_transition(TaskState.PENDING, TaskState.RUNNING):
+            return False
+        self._worker = worker
+        super().set_running_or_notify_cancel()
+        return True
+
+    def _succeed(self, value: R) -> None:
+        self._transition(TaskState.SUCCEEDED)
+        super().set_result(value)
+
+    def _fail(self, exc: BaseException, state: TaskState = TaskState.FAILED) -> None:
+        """Finish with ``exc``: FAILED, TIMED_OUT, or CANCELLED for a stopped running task."""
+        self._transition(state)
+        super().set_exception(exc)
+
+    def _cancelled_error(self) -> TaskCancelledError:
+        return TaskCancelledError(
+            f"task {self._task_id} ({self._name}) was cancelled",
+            task_id=self._task_id,
+            task_name=self._name,
+        )

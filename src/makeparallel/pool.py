@@ -1,0 +1,404 @@
+"""Pool: the queue, the task states and the life of one set of workers.
+
+    submit(fn, *args) --> Task + Handle --> engine.prepare (pickling, in the caller's thread)
+                                                  |
+                                                  v
+                                  _pending (FIFO) --poke--> engine pulls with take()
+                                                                 |   marks the handle RUNNING
+                                                                 v
+          Handle <-- finished(task, ok, value) <-- engine thread (I/O, worker thread or inline)
+
+The pool owns every task's state; engines only move tasks and report how
+each ended. Every submitted task ends in exactly one terminal state, also
+when the pool shuts down (pending tasks run, or are cancelled; stragglers
+past a shutdown deadline are stopped and fail with a clear error).
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import contextlib
+import itertools
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from . import _mapping
+from ._sizing import usable_cpus
+from ._task import Task, next_task_id, qualified_name
+from .backends import create_backend, resolve_kind
+from .backends.base import Backend
+from .errors import SerializationError, TaskCancelledError, TaskError, TaskTimeoutError
+from .handle import Handle, InvalidTransitionError, TaskState
+
+__all__ = ["Pool"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+_RUNNING, _CLOSING, _CLOSED = "running", "closing", "closed"
+_pool_numbers = itertools.count(1)
+_live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+
+
+def check_workers(value: object, parameter: str = "workers") -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{parameter} must be a whole number >= 1 or None, got {value!r}")
+    if value < 1:
+        raise ValueError(
+            f"{parameter} must be >= 1, got {value}; leave it as None to use every usable CPU"
+        )
+    return value
+
+
+class Pool(concurrent.futures.Executor):
+    """A set of workers that run submitted calls in parallel.
+
+    ``backend`` is ``"auto"`` (processes on a GIL build of CPython, threads
+    on a free-threaded one), ``"process"``, ``"thread"``, ``"serial"``,
+    ``"interpreter"`` (Python 3.14+), or any ``concurrent.futures.Executor``
+    to hand the work to. ``workers`` defaults to the CPUs this process may
+    use (CPU affinity and cgroup quota). Worker processes start when the pool
+    is created.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        backend: str | concurrent.futures.Executor = "auto",
+        name: str | None = None,
+    ) -> None:
+        count = check_workers(workers) or usable_cpus()
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
+        self.name = name or f"makeparallel-{next(_pool_numbers)}"
+        self.workers = count
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._pending: deque[Task] = deque()
+        self._running: dict[int, Task] = {}
+        self._state = _RUNNING
+        self._broken: BaseException | None = None
+        self._engine_closed = False
+        self._backend: Backend = create_backend(backend, count, self.name)
+        self.backend = self._backend.kind if not isinstance(backend, str) else resolve_kind(backend)
+        self._backend.start(self)
+        _track(self)
+
+    # -- submitting --------------------------------------------------------
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+        """Run ``fn(*args, **kwargs)`` on a worker; returns its Handle at once."""
+        return self._submit_call(fn, args, kwargs)
+
+    def _submit_call(
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        fn_data: bytes | None = None,
+    ) -> Handle[R]:
+        if not callable(fn):
+            raise TypeError(f"submit needs a callable, got {type(fn).__name__}: {fn!r}")
+        self._check_open()
+        fn, reference = unwrap_parallel(fn)
+        fn_data = fn_data or reference
+        handle: Handle[R] = Handle(
+            next_task_id(), name or _short_name(fn), metadata, self._cancel_running
+        )
+        self._enqueue(Task(fn, args, kwargs, handle, fn_data=fn_data))
+        return handle
+
+    def _submit_chunk(
+        self,
+        fn: Callable[..., Any],
+        items: list[tuple[Any, ...]],
+        first_index: int,
+        fn_data: bytes | None,
+    ) -> Handle[list[tuple[bool, Any]]]:
+        """One task that runs ``fn(*item)`` for each item; its value is ``[(ok, value), ...]``."""
+        self._check_open()
+        handle: Handle[list[tuple[bool, Any]]] = Handle(
+            next_task_id(), _short_name(fn), None, self._cancel_running
+        )
+        task = Task(fn, (), {}, handle, items=items, first_index=first_index, fn_data=fn_data)
+        self._enqueue(task)
+        return handle
+
+    def _prepare_function(self, fn: Callable[..., Any]) -> bytes | None:
+        """Serialize ``fn`` once for many tasks (None when the engine does not need it)."""
+        probe = Task(fn, (), {}, Handle(0, _short_name(fn)), items=[])
+        self._backend.prepare(probe)
+        return probe.fn_data
+
+    def _enqueue(self, task: Task) -> None:
+        try:
+            self._backend.prepare(task)
+        except SerializationError as error:
+            task.handle._fail(error)
+            return
+        with self._lock:
+            if self._state != _RUNNING:
+                raise RuntimeError(f"cannot schedule new tasks after pool {self.name!r} shut down")
+            broken = self._broken
+            if broken is None:
+                self._pending.append(task)
+        if broken is not None:
+            task.handle._fail(broken)
+            return
+        self._backend.poke()
+
+    def _check_open(self) -> None:
+        if self._state != _RUNNING:
+            raise RuntimeError(f"cannot schedule new tasks after pool {self.name!r} shut down")
+
+    # -- batches -----------------------------------------------------------
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> Iterator[R]:
+        """Like ``Executor.map``: results in order; input is read lazily, a bounded window ahead."""
+        if not iterables:
+            raise TypeError("map needs at least one iterable")
+        return _mapping.imap(
+            self,
+            fn,
+            zip(*iterables, strict=False),
+            chunksize=chunksize,
+            ordered=True,
+            star=True,
+            deadline=None if timeout is None else time.monotonic() + timeout,
+        )
+
+    def imap(
+        self,
+        fn: Callable[[T], R],
+        iterable: Iterable[T],
+        *,
+        chunksize: int | None = None,
+        ordered: bool = True,
+    ) -> Iterator[R]:
+        """Lazily apply ``fn`` to each item, pulling input only as workers free up."""
+        return _mapping.imap(self, fn, iterable, chunksize=chunksize, ordered=ordered)
+
+    # -- what engines call (the Sink protocol) -----------------------------
+
+    def take(self) -> Task | None:
+        with self._lock:
+            while self._pending:
+                task = self._pending.popleft()
+                if task.handle._start():
+                    self._running[task.id] = task
+                    return task
+                self._changed.notify_all()  # a cancelled task left the queue
+            return None
+
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def finished(self, task: Task, ok: bool, value: Any) -> None:
+        with self._lock:
+            self._running.pop(task.id, None)
+        handle = task.handle
+        if not handle.done():
+            try:
+                if ok:
+                    handle._succeed(value)
+                else:
+                    handle._fail(value, _terminal_state(value))
+            except InvalidTransitionError:
+                if not handle.cancelled():  # only a concurrent cancel may win this race
+                    raise
+        with self._lock:
+            idle = not self._pending and not self._running
+            if idle:
+                self._changed.notify_all()
+            close_now = idle and self._state == _CLOSING and not self._engine_closed
+            if close_now:
+                self._engine_closed = True
+        if close_now:
+            self._backend.close(None, wait=False)
+
+    def broken(self, error: BaseException) -> None:
+        with self._lock:
+            self._broken = error
+            pending = list(self._pending)
+            self._pending.clear()
+        for task in pending:
+            if task.handle._start():
+                task.handle._fail(error)
+        with self._lock:
+            self._changed.notify_all()
+
+    def _cancel_running(self, handle: Handle[Any]) -> bool:
+        with self._lock:
+            task = self._running.get(handle.task_id)
+        if task is None:
+            return handle.cancelled()
+        error = TaskCancelledError(
+            f"{task.describe()} was cancelled while running", **task.context()
+        )
+        if not self._backend.stop_task(task, error):
+            return False
+        with contextlib.suppress(InvalidTransitionError):  # it may have ended meanwhile
+            handle._fail(error, TaskState.CANCELLED)
+        return handle.cancelled()
+
+    # -- shutting down -----------------------------------------------------
+
+    def shutdown(
+        self,
+        wait: bool = True,
+        *,
+        cancel_pending: bool = False,
+        timeout: float | None = None,
+        cancel_futures: bool = False,
+    ) -> None:
+        """Stop accepting work and release the workers.
+
+        Pending tasks still run unless ``cancel_pending`` (alias
+        ``cancel_futures``, the ``Executor`` name) cancels them. With
+        ``wait``, block until the tasks end; with a ``timeout``, tasks still
+        running after it are stopped and fail with ``TaskError``.
+        """
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            if self._state == _RUNNING:
+                self._state = _CLOSING
+            cancelled = list(self._pending) if (cancel_pending or cancel_futures) else []
+            if cancelled:
+                self._pending.clear()
+        for task in cancelled:
+            task.handle.cancel()
+        if not wait:
+            self._close_engine_if_idle()
+            return
+        with self._lock:
+            while self._pending or self._running:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            stragglers = list(self._pending) + list(self._running.values())
+            self._pending.clear()
+        for task in stragglers:
+            self._stop_straggler(task)
+        with self._lock:
+            close = not self._engine_closed
+            self._engine_closed = True
+        if close:
+            self._backend.close(deadline)
+        self._state = _CLOSED
+
+    def _stop_straggler(self, task: Task) -> None:
+        error = TaskError(
+            f"{task.describe()} was stopped: pool {self.name!r} shut down before it finished",
+            **task.context(),
+        )
+        if task.handle.state is TaskState.PENDING:
+            task.handle.cancel()
+        elif not self._backend.stop_task(task, error):
+            self.finished(task, False, error)  # a thread cannot be stopped: its result is dropped
+
+    def _close_engine_if_idle(self) -> None:
+        with self._lock:
+            close = not self._pending and not self._running and not self._engine_closed
+            if close:
+                self._engine_closed = True
+        if close:
+            self._backend.close(None, wait=False)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.shutdown(wait=True, cancel_pending=True, timeout=0)
+        else:
+            self.shutdown(wait=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Pool name={self.name!r} backend={self.backend!r} workers={self.workers} "
+            f"state={self._state}>"
+        )
+
+
+def unwrap_parallel(fn: Callable[..., R]) -> tuple[Callable[..., R], bytes | None]:
+    """The plain function behind a ``@parallel`` wrapper, and the wrapper pickled by reference."""
+    if getattr(type(fn), "_makeparallel_wrapper", False):
+        return fn.__wrapped__, fn._reference_bytes()  # type: ignore[attr-defined]
+    return fn, None
+
+
+def _terminal_state(error: BaseException) -> TaskState:
+    if isinstance(error, TaskTimeoutError):
+        return TaskState.TIMED_OUT
+    if isinstance(error, TaskCancelledError):
+        return TaskState.CANCELLED
+    return TaskState.FAILED
+
+
+def _short_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or qualified_name(fn)
+
+
+# -- every live pool, for mp.shutdown() and interpreter exit ------------------
+
+_exit_hook_installed = False
+_exiting_on_error = False
+
+
+def _track(pool: Pool) -> None:
+    global _exit_hook_installed
+    _live_pools.add(pool)
+    if not _exit_hook_installed:
+        _exit_hook_installed = True
+        atexit.register(_shutdown_at_exit)
+        previous = sys.excepthook
+
+        def note_uncaught(
+            kind: type[BaseException], value: BaseException, tb: TracebackType | None
+        ) -> None:
+            global _exiting_on_error
+            _exiting_on_error = True
+            previous(kind, value, tb)
+
+        sys.excepthook = note_uncaught
+
+
+def live_pools() -> list[Pool]:
+    return list(_live_pools)
+
+
+def _shutdown_at_exit() -> None:
+    # After a normal end, submitted work finishes (as with concurrent.futures).
+    # After Ctrl-C or an uncaught error, stop at once: nobody waits for results.
+    for pool in live_pools():
+        if _exiting_on_error:
+            pool.shutdown(wait=True, cancel_pending=True, timeout=0)
+        else:
+            pool.shutdown(wait=True)
