@@ -51,12 +51,18 @@ def describe_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     for index, value in enumerate(args):
         problem = _why_not_picklable(value)
         if problem is not None:
-            return f"argument {index} (of type {type(value).__qualname__}): {problem}"
+            return f"argument {index} (a {type_name(value)}: {problem})"
     for key, value in kwargs.items():
         problem = _why_not_picklable(value)
         if problem is not None:
-            return f"keyword argument {key!r} (of type {type(value).__qualname__}): {problem}"
-    return "the arguments as a whole"
+            return f"keyword argument {key!r} (a {type_name(value)}: {problem})"
+    return "the arguments"
+
+
+def type_name(value: object) -> str:
+    kind = type(value)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
 def _why_not_picklable(value: object) -> str | None:

@@ -130,7 +130,7 @@ def from_remote(task: Task, blob: bytes, worker: str, item: int | None = None) -
         except Exception as problem:
             why_not = f"{type(problem).__name__}: {problem}"
         else:
-            return annotate(_with_cause(exc, text), context_note(task, worker, item))
+            return annotate(_with_cause(exc, text, task.fn), context_note(task, worker, item))
     return _with_cause(
         TaskError(
             f"{task.describe()} raised {type_name}: {message} (the exception itself could "
@@ -141,9 +141,18 @@ def from_remote(task: Task, blob: bytes, worker: str, item: int | None = None) -
     )
 
 
-def _with_cause(exc: BaseException, remote_text: str) -> BaseException:
-    exc.__cause__ = RemoteTraceback(remote_text)
+def _with_cause(exc: BaseException, remote_text: str, fn: Any = None) -> BaseException:
+    exc.__cause__ = RemoteTraceback(_restore_filename(remote_text, fn))
     return exc
+
+
+def _restore_filename(text: str, fn: Any) -> str:
+    # cloudpickle ships functions defined in __main__ by value under the file name
+    # "<dynamic-code>"; put the script's name back so the traceback points at it.
+    code = getattr(fn, "__code__", None)
+    if code is None or getattr(fn, "__module__", None) != "__main__":
+        return text
+    return text.replace('File "<dynamic-code>"', f'File "{code.co_filename}"')
 
 
 def worker_crashed(task: Task, worker: str, returncode: int | None) -> WorkerCrashedError:
@@ -176,8 +185,8 @@ def unpicklable_arguments(task: Task, problem: BaseException) -> SerializationEr
         else _serialize.describe_unpicklable(task.args, task.kwargs)
     )
     return SerializationError(
-        f"{task.describe()}: cannot send {what} to a worker process "
-        f"({type(problem).__name__}: {problem}); pass plain data, or use backend='thread'",
+        f"{task.describe()}: cannot send {what} to a worker process; pass plain data, "
+        "or use backend='thread'",
         **task.context(),
     )
 

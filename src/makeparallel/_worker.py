@@ -177,5 +177,5 @@ def remote_error(exc: BaseException, phase: str, value: object = None) -> bytes:
             exc_bytes = None
             why_not = f"{type(problem).__name__}: {problem}"
     type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    value_type = type(value).__qualname__ if phase == "dump" else ""
+    value_type = _serialize.type_name(value) if phase == "dump" else ""
     return _serialize.dumps((type_name, message, text, exc_bytes, phase, why_not, value_type))

@@ -1,0 +1,30 @@
+"""``python -m makeparallel demo | doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m makeparallel")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="show the speed-up on this machine (< 1 minute)")
+    demo.add_argument("--blocks", type=int, default=None, help="number of work blocks")
+    demo.add_argument("--block-size", type=int, default=None, help="numbers per block")
+    commands.add_parser("doctor", help="print what makeparallel sees on this machine")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from . import _demo
+
+        _demo.run(
+            blocks=args.blocks or _demo.BLOCKS, block_size=args.block_size or _demo.BLOCK_SIZE
+        )
+        return 0
+    from . import _doctor
+
+    return _doctor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
