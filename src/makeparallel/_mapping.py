@@ -57,6 +57,13 @@ def check_on_error(on_error: str) -> None:
         )
 
 
+def check_map_arguments(fn: object, chunksize: object, on_error: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"map needs a callable, got {type(fn).__name__}: {fn!r}")
+    check_chunksize(chunksize)
+    check_on_error(on_error)
+
+
 def check_chunksize(chunksize: object) -> None:
     if chunksize is None:
         return
@@ -93,13 +100,10 @@ def imap(
     star: bool = False,
     on_error: OnError = "raise",
     deadline: float | None = None,
-    on_items_done: Callable[[int], None] | None = None,
+    on_items_done: Callable[[int], object] | None = None,
 ) -> Iterator[R]:
     """Validate at once (not at the first ``next()``), then return the lazy iterator."""
-    if not callable(fn):
-        raise TypeError(f"map needs a callable, got {type(fn).__name__}: {fn!r}")
-    check_chunksize(chunksize)
-    check_on_error(on_error)
+    check_map_arguments(fn, chunksize, on_error)
     pool._check_open()
     length = _length_hint(iterable)
     items = iter(iterable)
@@ -130,7 +134,7 @@ def _results(
     star: bool,
     on_error: OnError,
     deadline: float | None,
-    on_items_done: Callable[[int], None] | None,
+    on_items_done: Callable[[int], object] | None,
 ) -> Iterator[Any]:
     window = max(2, pool.workers * 2)
     in_flight: deque[_Chunk] = deque()

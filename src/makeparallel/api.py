@@ -96,6 +96,8 @@ def shutdown(
     wait: bool = True, *, cancel_pending: bool = False, timeout: float | None = None
 ) -> None:
     """Shut down every pool of this process, the default ones included."""
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout}")
     with _defaults_lock:
         _default_pools.clear()
     for pool in live_pools():
@@ -355,36 +357,76 @@ def imap(
     """
     check_workers(workers)
     own_pool, own_backend = _pool_options(fn)
-    temporary = Pool(workers=workers) if workers is not None else None
-    pool = temporary or own_pool or default_pool(own_backend)
-    bar = _progress_bar(iterable) if _progress else None
-    try:
-        results = _mapping.imap(
+    if workers is None:
+        pool = own_pool or default_pool(own_backend)
+        return _with_bar(
+            lambda bar: _mapping.imap(
+                pool,
+                fn,
+                iterable,
+                chunksize=chunksize,
+                ordered=ordered,
+                on_error=on_error,
+                on_items_done=bar,
+            ),
+            iterable if _progress else None,
+        )
+    # A pool of its own, created at the first next() so an iterator that is
+    # never used starts no worker.
+    _mapping.check_map_arguments(fn, chunksize, on_error)
+    backend = own_backend if own_backend is not None else _default_backend
+    return _with_own_pool(
+        lambda: Pool(workers=workers, backend=backend),
+        lambda pool, bar: _mapping.imap(
             pool,
             fn,
             iterable,
             chunksize=chunksize,
             ordered=ordered,
             on_error=on_error,
-            on_items_done=bar.update if bar is not None else None,
-        )
+            on_items_done=bar,
+        ),
+        iterable if _progress else None,
+    )
+
+
+ItemsDone = Callable[[int], object] | None
+
+
+def _with_bar(
+    start: Callable[[ItemsDone], Iterator[Any]], bar_over: Iterable[Any] | None
+) -> Iterator[Any]:
+    bar = _progress_bar(bar_over) if bar_over is not None else None
+    try:
+        results = start(bar.update if bar is not None else None)
     except BaseException:
-        if temporary is not None:
-            temporary.shutdown(wait=False, cancel_pending=True)
         if bar is not None:
             bar.close()
         raise
-    return _closing(results, temporary, bar)
+    return _finally(results, bar)
 
 
-def _closing(results: Iterator[Any], pool: Pool | None, bar: Any) -> Iterator[Any]:
+def _with_own_pool(
+    make_pool: Callable[[], Pool],
+    start: Callable[[Pool, ItemsDone], Iterator[Any]],
+    bar_over: Iterable[Any] | None,
+) -> Iterator[Any]:
+    pool = make_pool()
+    bar = _progress_bar(bar_over) if bar_over is not None else None
+    try:
+        yield from start(pool, bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+        pool.shutdown(wait=True, cancel_pending=True)
+
+
+def _finally(results: Iterator[Any], bar: Any) -> Iterator[Any]:
     try:
         yield from results
     finally:
         if bar is not None:
             bar.close()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_pending=True)
 
 
 def _progress_bar(iterable: Iterable[Any]) -> Any:

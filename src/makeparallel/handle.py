@@ -168,6 +168,8 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
 
     def on_complete(self, callback: Callable[[R], object]) -> Handle[R]:
         """Call ``callback(result)`` when the task succeeds (at once if it already has)."""
+        if not callable(callback):
+            raise TypeError(f"on_complete needs a callable, got {type(callback).__name__}")
 
         def fire(handle: concurrent.futures.Future[R]) -> None:
             if self._task_state is TaskState.SUCCEEDED:

@@ -299,13 +299,12 @@ class Pool(concurrent.futures.Executor):
                 self._changed.wait(remaining)
             stragglers = list(self._pending) + list(self._running.values())
             self._pending.clear()
-        for task in stragglers:
-            self._stop_straggler(task)
-        with self._lock:
-            close = not self._engine_closed
             self._engine_closed = True
-        if close:
-            self._backend.close(deadline)
+        if stragglers:
+            self._backend.close(deadline, wait=False)  # no replacement workers from here on
+            for task in stragglers:
+                self._stop_straggler(task)
+        self._backend.close(deadline)
         self._state = _CLOSED
 
     def _stop_straggler(self, task: Task) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +63,7 @@ _BOOT = (
 )
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _MAX_BOOT_FAILURES = 3
+_KILLED_FROM_OUTSIDE = (-signal.SIGKILL, -signal.SIGTERM)
 _REAP_GRACE = 5.0
 
 _lifeline_lock = threading.Lock()
@@ -195,7 +197,12 @@ class ProcessBackend(Backend):
         return True
 
     def close(self, deadline: float | None, wait: bool = True) -> None:
-        self._call(lambda: self._begin_close(deadline))
+        with self._lock:
+            first = not self._closing
+            self._closing = True  # from now on no worker is replaced
+            if deadline is not None and (self._deadline is None or deadline < self._deadline):
+                self._deadline = deadline
+        self._call(self._retire_idle if first else _nothing)
         if not wait or threading.get_ident() == self._io_ident:
             return
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic()) + 2.0
@@ -443,9 +450,11 @@ class ProcessBackend(Backend):
         if not worker.ready:
             self._boot_failed(worker, returncode)
             return
-        logger.warning(
-            "worker %s %s; starting a new one", worker.label, describe_exit(returncode)[0]
-        )
+        if task is not None and task.stop_error is not None:
+            logger.debug("stopped worker %s: %s", worker.label, task.stop_error)
+        else:
+            how = describe_exit(returncode)[0]
+            logger.warning("worker %s %s; starting a new one", worker.label, how)
         self._spawn()
 
     def _read_remaining(self, worker: _Worker) -> None:
@@ -460,6 +469,10 @@ class ProcessBackend(Backend):
                 return
 
     def _boot_failed(self, worker: _Worker, returncode: int | None) -> None:
+        if returncode in _KILLED_FROM_OUTSIDE and not worker.boot_error:
+            # Killed while starting (by an operator or the OOM killer): not a start-up bug.
+            self._spawn()
+            return
         self._boot_failures += 1
         reason = worker.boot_error.strip() or f"it {describe_exit(returncode)[0]}"
         logger.error("worker %s failed to start: %s", worker.label, reason)
@@ -487,9 +500,7 @@ class ProcessBackend(Backend):
 
     # -- closing -------------------------------------------------------------
 
-    def _begin_close(self, deadline: float | None) -> None:
-        self._closing = True
-        self._deadline = deadline
+    def _retire_idle(self) -> None:
         with self._lock:
             idle = list(self._idle)
             self._idle.clear()
@@ -529,6 +540,10 @@ class ProcessBackend(Backend):
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _kill(worker: _Worker) -> None:

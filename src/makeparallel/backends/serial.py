@@ -6,8 +6,6 @@ behave exactly as in plain sequential code.
 
 from __future__ import annotations
 
-import threading
-
 from .._task import Task
 from ._inline import run_here
 from .base import Backend, Sink
@@ -18,17 +16,11 @@ class SerialBackend(Backend):
 
     def start(self, sink: Sink) -> None:
         self._sink = sink
-        self._local = threading.local()
 
     def poke(self) -> None:
-        if getattr(self._local, "running", False):
-            return  # a task submitted from inside a task runs when the outer one returns
-        self._local.running = True
-        try:
-            while (task := self._sink.take()) is not None:
-                self._run(task)
-        finally:
-            self._local.running = False
+        # A task submitted from inside a task runs right there, as a plain call would.
+        while (task := self._sink.take()) is not None:
+            self._run(task)
 
     def _run(self, task: Task) -> None:
         ok, value = run_here(task, None)

@@ -1,0 +1,753 @@
+"""makeparallel against serial Python and its peers, on one machine, in one run.
+
+    python benchmarks/run.py [--quick] [--out benchmarks/results/latest.json]
+
+Benchmark "cpu": 8 tasks of about 0.1 s of pure-Python arithmetic each (the
+loop count is calibrated at start on this machine). Every contender runs the
+same 8 tasks on pools of N = usable CPUs workers; each figure is the median
+of several repetitions, and the speed-up is the serial median of this same
+run divided by the contender's median.
+
+"warm" rows create the pool (and start every worker with one short task per
+worker) before timing; "cold" rows time pool creation + the tasks + shutdown.
+makeparallel 0.2.0 (the old Rust/threads release) runs in a separate
+virtualenv (``benchmarks/.venv-mp020``, created on first use) through
+``mp020_child.py``.
+
+``smoke()`` runs every contender once on tiny tasks, for the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import datetime
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    # Worker processes must import the workload functions by module name.
+    sys.path.insert(0, str(HERE))
+
+import workloads  # noqa: E402
+
+TASKS = 8
+TASK_SECONDS = 0.1
+SMOKE_TASK_SECONDS = 0.002
+WARMUP_NAP = 0.05
+REPETITIONS = 5
+QUICK_REPETITIONS = 2
+BUSY_SHARE = 0.05  # flag rows during which other processes used more CPU than this
+DEFAULT_OUT = HERE / "results" / "latest.json"
+MP020_VERSION = "0.2.0"
+MP020_VENV = HERE / ".venv-mp020"
+MP020_CHILD = HERE / "mp020_child.py"
+PEERS = ("makeparallel", "cloudpickle", "joblib", "loky", "pebble", "mpire")
+
+Runner = Callable[[], list[Any]]
+
+
+@dataclass(frozen=True)
+class Config:
+    loop_count: int
+    tasks: int
+    repetitions: int
+    workers: int
+    expected: int
+
+    def items(self) -> list[int]:
+        return [self.loop_count] * self.tasks
+
+    def naps(self) -> list[float]:
+        return [WARMUP_NAP] * self.workers
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    mode: str
+    status: str = "ok"  # ok | skipped | unavailable | error
+    note: str = ""
+    samples: list[float] = field(default_factory=list)
+    foreign_cpu_share: float | None = None
+
+    def summary(self, serial_median: float | None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "key": self.key,
+            "label": self.label,
+            "mode": self.mode,
+            "status": self.status,
+            "note": self.note,
+            "foreign_cpu_share": self.foreign_cpu_share,
+        }
+        if self.samples:
+            median = statistics.median(self.samples)
+            out.update(
+                median_s=round(median, 4),
+                min_s=round(min(self.samples), 4),
+                max_s=round(max(self.samples), 4),
+                samples_s=[round(s, 4) for s in self.samples],
+                speedup=round(serial_median / median, 2) if serial_median else None,
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class Contender:
+    key: str
+    label: str
+    mode: str
+    session: Callable[[Config], contextlib.AbstractContextManager[Runner]]
+    note: str = ""
+
+
+# -- the contenders -------------------------------------------------------------
+# Each session sets a pool up (untimed), yields the timed callable, then tears
+# the pool down (untimed), so that no idle pool lingers during the next one.
+
+
+@contextlib.contextmanager
+def serial(cfg: Config) -> Iterator[Runner]:
+    yield lambda: [workloads.spin(n) for n in cfg.items()]
+
+
+@contextlib.contextmanager
+def makeparallel_pool_warm(cfg: Config) -> Iterator[Runner]:
+    import makeparallel as mp
+
+    pool = mp.Pool(workers=cfg.workers)
+    try:
+        mp.gather([pool.submit(workloads.nap, s) for s in cfg.naps()])
+        yield lambda: mp.gather([pool.submit(workloads.spin, n) for n in cfg.items()])
+    finally:
+        pool.shutdown()
+
+
+@contextlib.contextmanager
+def makeparallel_decorator_warm(cfg: Config) -> Iterator[Runner]:
+    import makeparallel as mp
+
+    mp.configure(workers=cfg.workers)  # a fresh default pool of N workers
+    try:
+        spin = mp.parallel(workloads.spin)
+        nap = mp.parallel(workloads.nap)
+        mp.gather([nap(s) for s in cfg.naps()])
+        yield lambda: mp.gather([spin(n) for n in cfg.items()])
+    finally:
+        mp.configure()  # shuts that default pool down
+
+
+@contextlib.contextmanager
+def makeparallel_map_warm(cfg: Config) -> Iterator[Runner]:
+    import makeparallel as mp
+
+    mp.configure(workers=cfg.workers)
+    try:
+        mp.parallel_map(workloads.nap, cfg.naps(), chunksize=1)
+        yield lambda: mp.parallel_map(workloads.spin, cfg.items())
+    finally:
+        mp.configure()
+
+
+@contextlib.contextmanager
+def makeparallel_pool_cold(cfg: Config) -> Iterator[Runner]:
+    import makeparallel as mp
+
+    def run() -> list[Any]:
+        with mp.Pool(workers=cfg.workers) as pool:
+            return mp.gather([pool.submit(workloads.spin, n) for n in cfg.items()])
+
+    yield run
+
+
+@contextlib.contextmanager
+def makeparallel_map_cold(cfg: Config) -> Iterator[Runner]:
+    import makeparallel as mp
+
+    yield lambda: mp.parallel_map(workloads.spin, cfg.items(), workers=cfg.workers)
+
+
+def _submit_all(
+    executor: concurrent.futures.Executor, fn: Callable[[Any], Any], args: list[Any]
+) -> list[Any]:
+    futures = [executor.submit(fn, a) for a in args]
+    return [f.result() for f in futures]
+
+
+@contextlib.contextmanager
+def process_pool_executor_warm(cfg: Config) -> Iterator[Runner]:
+    with concurrent.futures.ProcessPoolExecutor(max_workers=cfg.workers) as executor:
+        _submit_all(executor, workloads.nap, cfg.naps())
+        yield lambda: _submit_all(executor, workloads.spin, cfg.items())
+
+
+@contextlib.contextmanager
+def process_pool_executor_cold(cfg: Config) -> Iterator[Runner]:
+    def run() -> list[Any]:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=cfg.workers) as executor:
+            return _submit_all(executor, workloads.spin, cfg.items())
+
+    yield run
+
+
+@contextlib.contextmanager
+def multiprocessing_pool_warm(cfg: Config) -> Iterator[Runner]:
+    pool = multiprocessing.Pool(cfg.workers)
+    try:
+        pool.map(workloads.nap, cfg.naps(), chunksize=1)
+        yield lambda: pool.map(workloads.spin, cfg.items(), chunksize=1)
+    finally:
+        pool.close()
+        pool.join()
+
+
+@contextlib.contextmanager
+def joblib_warm(cfg: Config) -> Iterator[Runner]:
+    from joblib import Parallel, delayed  # type: ignore[import-untyped]
+    from joblib.externals.loky import get_reusable_executor  # type: ignore[import-untyped]
+
+    # joblib keeps its loky workers alive between Parallel calls (the "reusable executor").
+    try:
+        Parallel(n_jobs=cfg.workers)(delayed(workloads.nap)(s) for s in cfg.naps())
+        yield lambda: Parallel(n_jobs=cfg.workers)(delayed(workloads.spin)(n) for n in cfg.items())
+    finally:
+        get_reusable_executor().shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def loky_warm(cfg: Config) -> Iterator[Runner]:
+    from loky import get_reusable_executor  # type: ignore[import-untyped]
+
+    executor = get_reusable_executor(max_workers=cfg.workers)
+    try:
+        _submit_all(executor, workloads.nap, cfg.naps())
+        yield lambda: _submit_all(executor, workloads.spin, cfg.items())
+    finally:
+        executor.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def pebble_warm(cfg: Config) -> Iterator[Runner]:
+    from pebble import ProcessPool
+
+    pool = ProcessPool(max_workers=cfg.workers)
+
+    def schedule_all(fn: Callable[[Any], Any], args: list[Any]) -> list[Any]:
+        futures = [pool.schedule(fn, args=(a,)) for a in args]
+        return [f.result() for f in futures]
+
+    try:
+        schedule_all(workloads.nap, cfg.naps())
+        yield lambda: schedule_all(workloads.spin, cfg.items())
+    finally:
+        pool.close()  # type: ignore[no-untyped-call]
+        pool.join()
+
+
+@contextlib.contextmanager
+def mpire_as_used(cfg: Config) -> Iterator[Runner]:
+    from mpire.pool import WorkerPool
+
+    def run() -> list[Any]:
+        with WorkerPool(n_jobs=cfg.workers) as pool:
+            return list(pool.map(workloads.spin, cfg.items(), progress_bar=False))
+
+    yield run
+
+
+@contextlib.contextmanager
+def mpire_keep_alive(cfg: Config) -> Iterator[Runner]:
+    from mpire.pool import WorkerPool
+
+    pool = WorkerPool(n_jobs=cfg.workers, keep_alive=True)
+    try:
+        pool.map(workloads.nap, cfg.naps(), chunk_size=1)
+        yield lambda: list(pool.map(workloads.spin, cfg.items(), progress_bar=False))
+    finally:
+        pool.terminate()
+
+
+CONTENDERS: tuple[Contender, ...] = (
+    Contender("serial", "serial (plain loop)", "-", serial),
+    # Fork-based pools run before the ones that keep threads in this process.
+    Contender("process_pool_executor", "ProcessPoolExecutor", "warm", process_pool_executor_warm),
+    Contender(
+        "process_pool_executor_cold",
+        "ProcessPoolExecutor",
+        "cold",
+        process_pool_executor_cold,
+        "with-block: create + 8 tasks + shutdown",
+    ),
+    Contender("multiprocessing_pool", "multiprocessing.Pool", "warm", multiprocessing_pool_warm),
+    Contender("pebble", "pebble.ProcessPool", "warm", pebble_warm),
+    Contender(
+        "mpire",
+        "mpire.WorkerPool",
+        "cold",
+        mpire_as_used,
+        "as normally used: `with WorkerPool(...) as p: p.map(...)`, workers start per map",
+    ),
+    Contender(
+        "mpire_keep_alive",
+        "mpire.WorkerPool(keep_alive=True)",
+        "warm",
+        mpire_keep_alive,
+        "workers reused across map calls",
+    ),
+    Contender(
+        "makeparallel_pool", "makeparallel Pool.submit + gather", "warm", makeparallel_pool_warm
+    ),
+    Contender(
+        "makeparallel_decorator",
+        "makeparallel @parallel + gather",
+        "warm",
+        makeparallel_decorator_warm,
+        "default pool",
+    ),
+    Contender(
+        "makeparallel_map",
+        "makeparallel parallel_map",
+        "warm",
+        makeparallel_map_warm,
+        "default pool",
+    ),
+    Contender(
+        "makeparallel_pool_cold",
+        "makeparallel Pool.submit + gather",
+        "cold",
+        makeparallel_pool_cold,
+        "with-block: create + 8 tasks + shutdown",
+    ),
+    Contender(
+        "makeparallel_map_cold",
+        "makeparallel parallel_map(workers=N)",
+        "cold",
+        makeparallel_map_cold,
+        "the call creates and shuts down its own pool",
+    ),
+    Contender("joblib", "joblib.Parallel (loky)", "warm", joblib_warm, "loky reusable executor"),
+    Contender("loky", "loky.get_reusable_executor", "warm", loky_warm),
+)
+
+
+def _cpu_snapshot() -> tuple[float, float, float] | None:
+    """(wall clock, CPU seconds busy on the whole machine, CPU seconds of this process tree)."""
+    try:
+        first_line = Path("/proc/stat").read_text().split("\n", 1)[0]
+        ticks = [int(x) for x in first_line.split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    own = _live_descendants_cpu_seconds()
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        own += usage.ru_utime + usage.ru_stime
+    return time.perf_counter(), busy, own
+
+
+def _live_descendants_cpu_seconds() -> float:
+    """CPU seconds of this process's descendants that have not been reaped yet.
+
+    Ended (reaped) children are counted by ``RUSAGE_CHILDREN`` instead; a
+    descendant's own reaped children are in its cutime/cstime.
+    """
+    parent_of: dict[int, int] = {}
+    ticks_of: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # it just ended
+        fields = text.rsplit(")", 1)[1].split()  # the name, in parentheses, may hold spaces
+        parent_of[int(entry.name)] = int(fields[1])
+        ticks_of[int(entry.name)] = sum(int(f) for f in fields[11:15])  # u, s, cu, cs time
+    me, total = os.getpid(), 0
+    for pid, ticks in ticks_of.items():
+        ancestor, hops = parent_of.get(pid), 0
+        while ancestor not in (None, 0, 1, me) and hops < 64:
+            ancestor, hops = parent_of.get(ancestor), hops + 1
+        if ancestor == me:
+            total += ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """How much of the machine other processes used while we ran.
+
+    Compares the machine's busy CPU time (/proc/stat, steal included) with the
+    CPU time of this process and all its descendants. A share near 0 means
+    the figures were taken on an otherwise idle machine.
+    """
+
+    def __init__(self) -> None:
+        self._start = _cpu_snapshot()
+
+    def foreign_share(self) -> float | None:
+        end = _cpu_snapshot()
+        if self._start is None or end is None:
+            return None
+        wall = end[0] - self._start[0]
+        foreign = (end[1] - self._start[1]) - (end[2] - self._start[2])
+        capacity = wall * (os.cpu_count() or 1)
+        return round(max(0.0, foreign) / capacity, 3) if capacity > 0 else None
+
+
+def measure(contender: Contender, cfg: Config, strict: bool = False) -> Row:
+    """Time ``cfg.repetitions`` runs of one contender; a failure becomes the row's status."""
+    row = Row(contender.key, contender.label, contender.mode, note=contender.note)
+    meter = CpuMeter()
+    try:
+        with contender.session(cfg) as run:
+            for _ in range(cfg.repetitions):
+                start = time.perf_counter()
+                results = run()
+                row.samples.append(time.perf_counter() - start)
+                if list(results) != [cfg.expected] * cfg.tasks:
+                    raise RuntimeError(f"wrong results: {list(results)!r}")
+        row.foreign_cpu_share = meter.foreign_share()
+    except ImportError as exc:
+        row.status = "skipped"
+        row.note = f"not installed ({exc.name or exc})"
+        row.samples.clear()
+    except Exception as exc:
+        if strict:
+            raise
+        traceback.print_exc()
+        row.status = "error"
+        row.note = f"{type(exc).__name__}: {exc}"
+        row.samples.clear()
+    return row
+
+
+# -- makeparallel 0.2.0, in its own virtualenv --------------------------------------
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def ensure_mp020_venv(venv: Path = MP020_VENV) -> tuple[Path | None, str]:
+    """The Python of a virtualenv with makeparallel 0.2.0 (created if needed), or why not."""
+    python = _venv_python(venv)
+    probe = [str(python), "-c", "import importlib.metadata as m; print(m.version('makeparallel'))"]
+    try:
+        if python.exists():
+            found = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=False)
+            if found.returncode == 0 and found.stdout.strip() == MP020_VERSION:
+                return python, ""
+        else:
+            print(f"creating {venv} (makeparallel=={MP020_VERSION}) ...", file=sys.stderr)
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(venv)],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"makeparallel=={MP020_VERSION}"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"cannot create the virtualenv: {exc}"
+    if install.returncode != 0:
+        tail = " ".join(install.stderr.strip().splitlines()[-3:])
+        return None, f"pip install makeparallel=={MP020_VERSION} failed: {tail}"
+    return python, ""
+
+
+def measure_mp020(cfg: Config, python: Path | None, reason: str) -> list[Row]:
+    rows = [
+        Row("makeparallel_020_decorator", "makeparallel 0.2.0 @parallel + .get()", "warm"),
+        Row("makeparallel_020_map", "makeparallel 0.2.0 parallel_map", "warm"),
+    ]
+    if python is None:
+        for row in rows:
+            row.status, row.note = "unavailable", reason
+        return rows
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    command = [str(python), str(MP020_CHILD), str(cfg.loop_count), str(cfg.tasks)]
+    command.append(str(cfg.repetitions))
+    meter = CpuMeter()
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=300, env=env, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"child exited with {done.returncode}: {done.stderr.strip()[-500:]}")
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, RuntimeError, ValueError, IndexError) as exc:
+        for row in rows:
+            row.status, row.note = "error", f"{type(exc).__name__}: {exc}"
+        return rows
+    own_serial = statistics.median(report["samples"]["serial"])
+    foreign = meter.foreign_share()
+    for row, api in zip(rows, ("parallel", "parallel_map"), strict=True):
+        row.samples = list(report["samples"][api])
+        row.foreign_cpu_share = foreign
+        row.note = (
+            f"threads, separate venv (Python {report['python']}); "
+            f"its own serial loop there: {own_serial:.3f} s"
+        )
+    return rows
+
+
+# -- the machine ----------------------------------------------------------------------
+
+
+def _cpuinfo() -> tuple[str, int | None]:
+    """The CPU model and the number of physical cores, from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown", None
+    model: str | None = None
+    cores: set[tuple[str, str]] = set()
+    physical = ""
+    for line in text.splitlines():
+        name, _, value = (part.strip() for part in line.partition(":"))
+        if name == "model name" and model is None:
+            model = value
+        elif name == "physical id":
+            physical = value
+        elif name == "core id":
+            cores.add((physical, value))
+    return model or platform.processor() or "unknown", len(cores) or None
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cpu_idle_fraction(seconds: float = 1.0) -> float | None:
+    """The share of all CPUs left idle over ``seconds``, from /proc/stat (None if unknown)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, total
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (idle1 - idle0) / (total1 - total0) if total1 > total0 else None
+
+
+def wait_for_idle(timeout: float) -> float | None:
+    """Wait up to ``timeout`` s for the CPUs to be 95% idle; return the last idle share seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        idle = cpu_idle_fraction()
+        if idle is None or idle >= 0.95 or time.monotonic() >= deadline:
+            return idle
+        print(f"waiting for an idle machine ({idle:.0%} idle) ...", file=sys.stderr)
+        time.sleep(4.0)
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10, cwd=HERE, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def describe_machine() -> dict[str, Any]:
+    model, physical_cores = _cpuinfo()
+    memory = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = round(int(line.split()[1]) / 1024**2, 1)
+    packages: dict[str, str | None] = {}
+    for name in PEERS:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    commit = _git("rev-parse", "--short", "HEAD")
+    dirty = _git("status", "--porcelain", "--", "src")
+    return {
+        "cpu_model": model,
+        "physical_cores": physical_cores,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": _usable_cpus(),
+        "memory_gib": memory,
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "start_method": multiprocessing.get_start_method(),
+        "packages": packages,
+        "git_commit": commit,
+        "src_modified": bool(dirty) if dirty is not None else None,
+    }
+
+
+# -- running and reporting ------------------------------------------------------------
+
+
+def run_cpu(
+    repetitions: int, task_seconds: float, with_mp020: bool, strict: bool = False
+) -> dict[str, Any]:
+    workers = _usable_cpus()
+    loop_count = workloads.calibrate(task_seconds)
+    task_time = statistics.median(workloads.time_call(workloads.spin, loop_count) for _ in range(3))
+    cfg = Config(loop_count, TASKS, repetitions, workers, workloads.spin(loop_count))
+    print(
+        f"cpu: {TASKS} tasks x {task_time:.3f} s (spin({loop_count})), {workers} workers, "
+        f"{repetitions} repetitions",
+        file=sys.stderr,
+    )
+    rows: list[Row] = []
+    for contender in CONTENDERS:
+        row = measure(contender, cfg, strict=strict)
+        rows.append(row)
+        _progress(row)
+    if with_mp020:
+        python, reason = ensure_mp020_venv()
+        for row in measure_mp020(cfg, python, reason):
+            rows.append(row)
+            _progress(row)
+    serial_median = statistics.median(rows[0].samples) if rows[0].samples else None
+    return {
+        "description": "CPU-bound speed-up: pure-Python arithmetic tasks, ratio to serial",
+        "tasks": TASKS,
+        "loop_count": loop_count,
+        "task_seconds": round(task_time, 4),
+        "workers": workers,
+        "repetitions": repetitions,
+        "warmup": f"one {WARMUP_NAP} s sleep task per worker, submitted together",
+        "serial_median_s": None if serial_median is None else round(serial_median, 4),
+        "results": [row.summary(serial_median) for row in rows],
+    }
+
+
+def _progress(row: Row) -> None:
+    if row.samples:
+        text = f"median {statistics.median(row.samples):.3f} s"
+    else:
+        text = f"{row.status}: {row.note}"
+    print(f"  {row.label} [{row.mode}]: {text}", file=sys.stderr)
+
+
+def markdown_table(cpu: dict[str, Any]) -> str:
+    lines = [
+        "| Contender | Pool | Median (s) | Min (s) | Max (s) | Speed-up vs serial | Notes |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in cpu["results"]:
+        if r["status"] == "ok":
+            figures = f"{r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | "
+            figures += f"{r['speedup']:.2f}x" if r["speedup"] is not None else "-"
+        else:
+            figures = f"- | - | - | {r['status']}"
+        note = r["note"].replace("|", "\\|")
+        share = r.get("foreign_cpu_share")
+        if share is not None and share > BUSY_SHARE:
+            note = f"{note}; BUSY MACHINE: {share:.0%} of the CPU time went to other processes"
+        lines.append(f"| {r['label']} | {r['mode']} | {figures} | {note} |")
+    return "\n".join(lines)
+
+
+def smoke() -> None:
+    """Run every contender once on tiny tasks (a few ms); raise if one fails.
+
+    Skips makeparallel 0.2.0 (it needs its own virtualenv) and peers that are
+    not installed. For the test suite, to keep this script from rotting.
+    """
+    cfg_loop = workloads.calibrate(SMOKE_TASK_SECONDS)
+    cfg = Config(cfg_loop, TASKS, 1, _usable_cpus(), workloads.spin(cfg_loop))
+    for contender in CONTENDERS:
+        row = measure(contender, cfg, strict=True)
+        if row.status == "ok" and len(row.samples) != 1:
+            raise AssertionError(f"{contender.key}: expected one timing, got {row.samples}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 repetitions instead of 5")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    parser.add_argument("--repetitions", type=int, help="override the number of repetitions")
+    parser.add_argument(
+        "--no-mp020", action="store_true", help="skip makeparallel 0.2.0 (no extra virtualenv)"
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the CPUs to be at least 95%% idle",
+    )
+    parser.add_argument("--smoke", action="store_true", help="run smoke() and exit")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        smoke()
+        print("smoke: ok")
+        return 0
+    repetitions = args.repetitions or (QUICK_REPETITIONS if args.quick else REPETITIONS)
+    idle = wait_for_idle(args.wait_idle)
+    if idle is not None and idle < 0.9:
+        print(
+            f"warning: only {idle:.0%} of the CPUs are idle; other processes compete with "
+            "the benchmark and the figures will be off",
+            file=sys.stderr,
+        )
+    started = time.perf_counter()
+    machine = describe_machine()
+    machine["cpu_idle_before"] = None if idle is None else round(idle, 2)
+    load_before = os.getloadavg()
+    meter = CpuMeter()
+    cpu = run_cpu(repetitions, TASK_SECONDS, with_mp020=not args.no_mp020)
+    machine["foreign_cpu_share_during_run"] = meter.foreign_share()
+    mp020 = next((r for r in cpu["results"] if r["key"].startswith("makeparallel_020")), None)
+    machine["packages"]["makeparallel 0.2.0 (separate venv)"] = (
+        MP020_VERSION if mp020 is not None and mp020["status"] == "ok" else None
+    )
+    machine["load_average_before"] = [round(x, 2) for x in load_before]
+    machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    report = {
+        "schema": 1,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "benchmarks/run.py", *(argv or sys.argv[1:])]),
+        "mode": "quick" if args.quick else "full",
+        "duration_s": round(time.perf_counter() - started, 1),
+        "machine": machine,
+        "benchmarks": {"cpu": cpu},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown_table(cpu))
+    print(f"\nwritten: {args.out} ({report['duration_s']} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

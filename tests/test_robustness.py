@@ -1,0 +1,350 @@
+"""The process engine under crashes, kills, Ctrl-C and a dead parent."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import makeparallel as mp
+from makeparallel.backends.process import ProcessBackend
+
+DEADLINE = 30.0
+
+
+def worker_pids(pool: mp.Pool) -> list[int]:
+    backend = pool._backend
+    assert isinstance(backend, ProcessBackend)
+    return backend.worker_pids()
+
+
+def wait_until(condition, timeout: float = DEADLINE, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)  # polling an OS fact (a process table), not synchronising threads
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def wait_for_file(path: str, timeout: float = DEADLINE) -> None:
+    """Block a task until the test creates ``path`` (a release signal across processes)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.005)
+
+
+def block_then_return(path: str, value: int) -> int:
+    wait_for_file(path)
+    return value
+
+
+def die_by_signal(signum: int) -> None:
+    os.kill(os.getpid(), signum)
+
+
+def exit_hard(code: int) -> None:
+    os._exit(code)
+
+
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def slow_square(x: int) -> int:
+    total = 0
+    for i in range(20_000):
+        total += i % 7
+    return x * x + total * 0
+
+
+@pytest.fixture
+def pool():
+    with mp.Pool(workers=2, backend="process", name="robust") as p:
+        yield p
+
+
+def test_killed_worker_fails_only_its_task_and_is_replaced(pool: mp.Pool, tmp_path: Path) -> None:
+    release = str(tmp_path / "go")
+    blocked = pool.submit(block_then_return, release, 7)
+    wait_until(blocked.running, what="the blocked task to start")
+    before = set(worker_pids(pool))
+    victim = pool.submit(die_by_signal, signal.SIGKILL)
+    with pytest.raises(mp.WorkerCrashedError) as info:
+        victim.result(timeout=DEADLINE)
+    error = info.value
+    assert error.signal_name == "SIGKILL"
+    assert error.exitcode == -signal.SIGKILL
+    assert error.task_id == victim.task_id
+    assert error.worker_pid in before
+    assert f"pid {error.worker_pid}" in str(error)
+    assert "SIGKILL" in str(error)
+    assert victim.state == "failed"
+    # the other task carries on, and the pool is whole again
+    Path(release).touch()
+    assert blocked.result(timeout=DEADLINE) == 7
+    wait_until(lambda: len(worker_pids(pool)) == 2, what="a replacement worker")
+    assert error.worker_pid not in worker_pids(pool)
+    assert [h.result(timeout=DEADLINE) for h in [pool.submit(square, i) for i in range(10)]] == [
+        i * i for i in range(10)
+    ]
+
+
+def test_worker_killed_from_outside_mid_task(pool: mp.Pool, tmp_path: Path) -> None:
+    release = str(tmp_path / "never")
+    handle = pool.submit(block_then_return, release, 1)
+    wait_until(handle.running, what="the task to start")
+    pid = handle._worker
+    assert pid is not None
+    os.kill(int(pid.split()[1]), signal.SIGKILL)
+    with pytest.raises(mp.WorkerCrashedError, match="SIGKILL"):
+        handle.result(timeout=DEADLINE)
+    assert pool.submit(square, 3).result(timeout=DEADLINE) == 9
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "expected"),
+    [
+        (exit_hard, (3,), "exited with code 3"),
+        (segfault, (), "SIGSEGV"),
+        (die_by_signal, (signal.SIGTERM,), "SIGTERM"),
+    ],
+)
+def test_crash_reports_how_the_worker_died(pool: mp.Pool, fn, args, expected: str) -> None:
+    handle = pool.submit(fn, *args)
+    with pytest.raises(mp.WorkerCrashedError, match=expected):
+        handle.result(timeout=DEADLINE)
+    assert pool.submit(square, 4).result(timeout=DEADLINE) == 16
+
+
+def test_every_task_ends_once_while_workers_are_killed_at_random() -> None:
+    rng = random.Random(1234)
+    kills = 25
+    with mp.Pool(workers=2, backend="process") as pool:
+        handles = [pool.submit(slow_square, i) for i in range(400)]
+        for _ in range(kills):
+            # kill a worker that is running a task, at a random moment
+            wait_until(
+                lambda: any(h.running() for h in handles) or all(h.done() for h in handles),
+                what="a running task",
+            )
+            running = [h for h in handles if h.running() and h._worker]
+            if not running:
+                break
+            victim = rng.choice(running)._worker
+            assert victim is not None
+            try:
+                os.kill(int(victim.split()[1]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            finished = sum(h.done() for h in handles)
+            wait_until(
+                lambda finished=finished: (
+                    sum(h.done() for h in handles) > finished or all(h.done() for h in handles)
+                ),
+                what="progress after a kill",
+            )
+        _, not_done = concurrent.futures.wait(handles, timeout=120)
+    assert not not_done
+    succeeded = crashed = 0
+    for i, handle in enumerate(handles):
+        assert handle.done()
+        exc = handle.exception()
+        if exc is None:
+            assert handle.result() == i * i
+            assert handle.state == "succeeded"
+            succeeded += 1
+        else:
+            assert isinstance(exc, mp.WorkerCrashedError), exc
+            assert handle.state == "failed"
+            crashed += 1
+    assert succeeded + crashed == len(handles)
+    assert crashed > 0  # the killer really hit running tasks
+    assert succeeded > 0
+
+
+def test_shutdown_leaves_no_worker_behind() -> None:
+    pool = mp.Pool(workers=2, backend="process")
+    assert pool.submit(square, 2).result(timeout=DEADLINE) == 4
+    pids = worker_pids(pool)
+    assert len(pids) == 2
+    pool.shutdown()
+    for pid in pids:
+        assert not alive(pid)
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(square, 1)
+
+
+def test_shutdown_timeout_stops_a_stuck_task(tmp_path: Path) -> None:
+    pool = mp.Pool(workers=1, backend="process")
+    stuck = pool.submit(block_then_return, str(tmp_path / "never"), 1)
+    queued = pool.submit(square, 3)
+    wait_until(stuck.running, what="the stuck task to start")
+    started = time.monotonic()
+    pool.shutdown(wait=True, timeout=0.5)
+    assert time.monotonic() - started < 10
+    with pytest.raises(mp.TaskError, match="shut down"):
+        stuck.result(timeout=1)
+    assert queued.cancelled()
+
+
+PARENT_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import makeparallel as mp
+
+    def hang(path):
+        while not os.path.exists(path):
+            time.sleep(0.01)
+
+    if __name__ == "__main__":
+        pool = mp.Pool(workers=2, backend="process")
+        handles = [pool.submit(hang, sys.argv[1]) for _ in range(2)]
+        while not all(h.running() for h in handles):
+            time.sleep(0.01)
+        print(" ".join(map(str, pool._backend.worker_pids())), flush=True)
+        {tail}
+    """
+)
+
+
+def run_parent(tmp_path: Path, tail: str) -> tuple[subprocess.Popen[str], list[int]]:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT_SCRIPT.replace("{tail}", tail))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "never")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    pids = [int(p) for p in line.split()]
+    assert len(pids) == 2, (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc, pids
+
+
+def test_workers_die_when_the_parent_is_killed(tmp_path: Path) -> None:
+    proc, pids = run_parent(tmp_path, "time.sleep(600)")
+    assert all(alive(pid) for pid in pids)
+    proc.kill()
+    proc.communicate()
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10, what="orphans to exit")
+
+
+def test_one_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    proc, pids = run_parent(tmp_path, "[h.result() for h in handles]")
+    # A terminal sends SIGINT to the whole foreground process group.
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, stderr = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the parent did not exit after one Ctrl-C")
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in stderr
+    assert stderr.count("Traceback") == 1, stderr  # the parent's own, no worker tracebacks
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10, what="workers to exit")
+
+
+def test_normal_exit_waits_for_submitted_work(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    script = tmp_path / "fire_and_forget.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import makeparallel as mp
+
+            @mp.parallel
+            def write(path, text):
+                with open(path, "w") as f:
+                    f.write(text)
+
+            if __name__ == "__main__":
+                write({str(out)!r}, "done")
+            """
+        )
+    )
+    subprocess.run([sys.executable, str(script)], check=True, timeout=60)
+    assert out.read_text() == "done"
+
+
+def test_no_fork_warning_with_threads_running(tmp_path: Path) -> None:
+    script = tmp_path / "threads.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, signal, threading
+            import makeparallel as mp
+
+            def die():
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            def square(x):
+                return x * x
+
+            if __name__ == "__main__":
+                event = threading.Event()
+                threading.Thread(target=event.wait, daemon=True).start()
+                with mp.Pool(workers=2, backend="process") as pool:
+                    try:
+                        pool.submit(die).result()
+                    except mp.WorkerCrashedError:
+                        pass
+                    assert pool.submit(square, 5).result() == 25
+                event.set()
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "DeprecationWarning" not in result.stderr
+
+
+def test_workers_that_cannot_start_fail_the_tasks_instead_of_looping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text("import os\nos._exit(7)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    pool = mp.Pool(workers=1, backend="process")
+    try:
+        handle = pool.submit(square, 2)
+        with pytest.raises(mp.TaskError, match="fail to start"):
+            handle.result(timeout=DEADLINE)
+        later = pool.submit(square, 3)
+        with pytest.raises(mp.TaskError, match="fail to start"):
+            later.result(timeout=DEADLINE)
+    finally:
+        pool.shutdown(timeout=5)
