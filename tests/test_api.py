@@ -478,11 +478,6 @@ def test_cancel_a_finished_task_returns_false(thread_pool: mp.Pool) -> None:
     assert handle.state == "succeeded"
 
 
-def test_cancel_a_running_thread_task_is_refused(blocked: Blocker) -> None:
-    assert blocked.handle.cancel() is False
-    assert blocked.handle.state == "running"
-
-
 # -- Pool -----------------------------------------------------------------------------------
 
 

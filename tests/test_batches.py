@@ -171,12 +171,6 @@ def test_a_chunk_runs_on_one_worker(thread_pool: mp.Pool) -> None:
     assert len(set(threads[5:])) == 1
 
 
-@pytest.mark.xfail(
-    reason="BUG: parallel_map has no timeout= parameter although DESIGN.md section 3 "
-    "lists it (TypeError: unexpected keyword argument)",
-    raises=TypeError,
-    strict=True,
-)
 def test_parallel_map_timeout(thread_pool: mp.Pool) -> None:
     release = threading.Event()
     try:

@@ -28,17 +28,25 @@ from .errors import (
     WorkerCrashedError,
 )
 from .handle import Handle, TaskState
+from .policies import CircuitBreaker, CircuitState, Exponential, Fixed, Retry
 from .pool import Pool
+from .task import TaskContext, current_task, report_progress
 
 __version__ = "0.3.0.dev0"
 
 __all__ = [
+    "CircuitBreaker",
     "CircuitOpenError",
+    "CircuitState",
+    "Exponential",
+    "Fixed",
     "Handle",
     "ParallelFunction",
     "Pool",
+    "Retry",
     "SerializationError",
     "TaskCancelledError",
+    "TaskContext",
     "TaskError",
     "TaskState",
     "TaskTimeoutError",
@@ -46,9 +54,11 @@ __all__ = [
     "__version__",
     "as_completed",
     "configure",
+    "current_task",
     "gather",
     "imap",
     "parallel",
     "parallel_map",
+    "report_progress",
     "shutdown",
 ]

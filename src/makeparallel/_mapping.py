@@ -100,6 +100,7 @@ def imap(
     star: bool = False,
     on_error: OnError = "raise",
     deadline: float | None = None,
+    item_timeout: float | None = None,
     on_items_done: Callable[[int], object] | None = None,
 ) -> Iterator[R]:
     """Validate at once (not at the first ``next()``), then return the lazy iterator."""
@@ -113,7 +114,17 @@ def imap(
     fn_data = fn_data or pool._prepare_function(fn)
     sizer = _ChunkSizer(chunksize, length, pool.workers)
     return _results(
-        pool, fn, items, fn_data, sizer, ordered, star, on_error, deadline, on_items_done
+        pool,
+        fn,
+        items,
+        fn_data,
+        sizer,
+        ordered,
+        star,
+        on_error,
+        deadline,
+        item_timeout,
+        on_items_done,
     )
 
 
@@ -134,6 +145,7 @@ def _results(
     star: bool,
     on_error: OnError,
     deadline: float | None,
+    item_timeout: float | None,
     on_items_done: Callable[[int], object] | None,
 ) -> Iterator[Any]:
     window = max(2, pool.workers * 2)
@@ -143,7 +155,8 @@ def _results(
     exhausted = False
 
     def submit(first: int, batch: list[tuple[Any, ...]], single: bool) -> _Chunk:
-        chunk = _Chunk(pool._submit_chunk(fn, batch, first, fn_data), first, batch, single)
+        handle = pool._submit_chunk(fn, batch, first, fn_data, item_timeout)
+        chunk = _Chunk(handle, first, batch, single)
         if not ordered:
             chunk.handle.add_done_callback(lambda _: completed.put(chunk))
         return chunk

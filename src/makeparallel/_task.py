@@ -9,15 +9,21 @@ task id and name, function, worker, attempt, a short repr of the arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _serialize
 from .errors import RemoteTraceback, SerializationError, TaskError, WorkerCrashedError
 from .handle import Handle
+
+if TYPE_CHECKING:
+    from ._timer import TimerEntry
+    from .policies import CircuitBreaker, Retry
 
 _ids = itertools.count(1)
 
@@ -36,17 +42,41 @@ class Task:
     handle: Handle[Any]
     items: list[tuple[Any, ...]] | None = None
     first_index: int = 0
+    timeout: float | None = None
+    retry: Retry | None = None
+    breaker: CircuitBreaker | None = None
+    attempt: int = 1
     # filled by the process engine
     fn_data: bytes | None = None
     args_data: bytes | None = None
+    ctx_data: bytes | None = None
     worker: str | None = None
     # set when the task was stopped on purpose (timeout, cancel, shutdown):
     # the error to report instead of "the worker crashed"
     stop_error: BaseException | None = field(default=None, repr=False)
+    # tells a task on a thread that it should stop (threads cannot be killed)
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    deadline_entry: TimerEntry | None = field(default=None, repr=False)
 
     @property
     def id(self) -> int:
         return self.handle.task_id
+
+    def assign(self, worker: str) -> None:
+        """Record where this attempt runs (also on the handle, for the user)."""
+        self.worker = worker
+        self.handle._worker = worker
+
+    def next_attempt(self) -> Task:
+        """A fresh copy for the next attempt: same call and prepared bytes, new run state."""
+        return dataclasses.replace(
+            self,
+            attempt=self.attempt + 1,
+            worker=None,
+            stop_error=None,
+            cancel_event=threading.Event(),
+            deadline_entry=None,
+        )
 
     def function_name(self) -> str:
         return qualified_name(self.fn)
@@ -57,7 +87,7 @@ class Task:
             "task_name": self.handle.name,
             "function": self.function_name(),
             "worker_pid": _pid_of(worker or self.worker),
-            "attempt": self.handle.attempts or None,
+            "attempt": self.attempt,
             "args_repr": _serialize.short_call_repr(self.args, self.kwargs),
         }
 
@@ -85,7 +115,7 @@ def context_note(task: Task, worker: str | None, item: int | None = None) -> str
         if task.items is not None and item is not None
         else _serialize.short_call_repr(task.args, task.kwargs)
     )
-    attempt = task.handle.attempts or 1
+    attempt = task.attempt
     label = what or f"{task.function_name()}{args}"
     return f"makeparallel: {task.describe()} failed {where}, attempt {attempt}: {label}" + (
         f" with arguments {args}" if what else ""

@@ -13,7 +13,8 @@ import struct
 from collections.abc import Sequence
 
 HEADER = struct.Struct("!QBQ")
-FN_LEN = struct.Struct("!I")
+# a task body starts with (function bytes length, context bytes length, attempt)
+TASK_HEAD = struct.Struct("!III")
 
 # parent -> worker
 CONFIG = ord("C")
@@ -26,6 +27,7 @@ BOOT_FAILED = ord("B")
 RESULT = ord("O")
 ERROR = ord("E")
 CHUNK_RESULT = ord("m")
+PROGRESS = ord("P")
 
 Buffer = bytes | bytearray | memoryview
 

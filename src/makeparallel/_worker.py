@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _serialize, _wire, _worker_state
+from . import task as task_api
 
 _functions: dict[bytes, Callable[..., Any]] = {}
 _FUNCTION_CACHE_SIZE = 256
@@ -65,28 +66,61 @@ def _watch_parent(lifeline_fd: int) -> None:
     threading.Thread(target=watch, name="makeparallel-lifeline", daemon=True).start()
 
 
+class _Channel:
+    """The worker's end of the socket; progress may be sent from the task's thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.label = f"pid {os.getpid()}"
+
+    def send(self, buffers: list[_wire.Buffer]) -> None:
+        with self.lock:
+            _wire.send_all(self.sock, buffers)
+
+    def progress_sink(self, task_id: int) -> Callable[[float, str | None], None]:
+        def send_progress(value: float, message: str | None) -> None:
+            self.send(_wire.frame(_wire.PROGRESS, task_id, (_serialize.dumps((value, message)),)))
+
+        return send_progress
+
+
 def _serve(sock: socket.socket) -> None:
+    channel = _Channel(sock)
     while True:
         message = _wire.recv_frame(sock)
         if message is None:
             os._exit(0)
         kind, task_id, body = message
-        if kind == _wire.TASK:
-            reply = _run_task(task_id, body)
-        elif kind == _wire.CHUNK:
-            reply = _run_chunk(task_id, body)
+        if kind in (_wire.TASK, _wire.CHUNK):
+            reply = _run(channel, kind, task_id, body)
         elif kind == _wire.EXIT:
             os._exit(0)
         else:
             continue
-        _wire.send_all(sock, reply)
+        channel.send(reply)
 
 
-def _split(body: bytearray) -> tuple[memoryview, memoryview]:
-    (fn_len,) = _wire.FN_LEN.unpack_from(body, 0)
-    view = memoryview(body)
-    start = _wire.FN_LEN.size
-    return view[start : start + fn_len], view[start + fn_len :]
+def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[_wire.Buffer]:
+    try:
+        fn_len, ctx_len, attempt = _wire.TASK_HEAD.unpack_from(body, 0)
+        view = memoryview(body)
+        start = _wire.TASK_HEAD.size
+        fn = _load_function(view[start : start + fn_len])
+        name, metadata = _serialize.loads(view[start + fn_len : start + fn_len + ctx_len])
+        payload = _serialize.loads(view[start + fn_len + ctx_len :])
+    except BaseException as exc:
+        return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "load"),))
+    context, token = task_api.enter(
+        task_id, name, metadata, attempt, channel.label, channel.progress_sink(task_id)
+    )
+    try:
+        if kind == _wire.TASK:
+            args, kwargs = payload
+            return _run_call(task_id, fn, args, kwargs)
+        return _run_items(task_id, fn, payload)
+    finally:
+        task_api.leave(context, token)  # the last progress value goes out before the result
 
 
 def _load_function(data: memoryview) -> Callable[..., Any]:
@@ -103,13 +137,9 @@ def _load_function(data: memoryview) -> Callable[..., Any]:
     return fn
 
 
-def _run_task(task_id: int, body: bytearray) -> list[_wire.Buffer]:
-    try:
-        fn_data, args_data = _split(body)
-        fn = _load_function(fn_data)
-        args, kwargs = _serialize.loads(args_data)
-    except BaseException as exc:
-        return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "load"),))
+def _run_call(
+    task_id: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[_wire.Buffer]:
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:
@@ -121,13 +151,9 @@ def _run_task(task_id: int, body: bytearray) -> list[_wire.Buffer]:
     return _wire.frame(_wire.RESULT, task_id, (data,))
 
 
-def _run_chunk(task_id: int, body: bytearray) -> list[_wire.Buffer]:
-    try:
-        fn_data, items_data = _split(body)
-        fn = _load_function(fn_data)
-        items: list[tuple[Any, ...]] = _serialize.loads(items_data)
-    except BaseException as exc:
-        return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "load"),))
+def _run_items(
+    task_id: int, fn: Callable[..., Any], items: list[tuple[Any, ...]]
+) -> list[_wire.Buffer]:
     outcomes: list[tuple[bool, Any]] = []
     for args in items:
         try:

@@ -22,6 +22,7 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 from . import _mapping, _serialize
 from .backends import ENGINE_NAMES
 from .handle import Handle
+from .policies import CircuitBreaker, Retry, check_timeout
 from .pool import Pool, check_workers, live_pools
 
 __all__ = [
@@ -123,9 +124,12 @@ class _Options:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     backend: BackendSpec | None = None
     pool: Pool | None = None
+    timeout: float | None = None
+    retry: Retry | None = None
+    circuit_breaker: CircuitBreaker | None = None
 
 
-_OPTION_NAMES = ("name", "metadata", "backend", "pool")
+_OPTION_NAMES = ("name", "metadata", "backend", "pool", "timeout", "retry", "circuit_breaker")
 
 
 def _make_options(base: _Options, overrides: dict[str, Any]) -> _Options:
@@ -147,6 +151,18 @@ def _make_options(base: _Options, overrides: dict[str, Any]) -> _Options:
         _check_backend(overrides["backend"])
     if overrides.get("pool") is not None and not isinstance(overrides["pool"], Pool):
         raise TypeError(f"pool must be a makeparallel.Pool, got {type(overrides['pool']).__name__}")
+    if "timeout" in overrides:
+        overrides["timeout"] = check_timeout(overrides["timeout"])
+    if overrides.get("retry") is not None and not isinstance(overrides["retry"], Retry):
+        raise TypeError(
+            f"retry must be a makeparallel.Retry, got {type(overrides['retry']).__name__}; "
+            "e.g. retry=mp.Retry(attempts=3)"
+        )
+    breaker = overrides.get("circuit_breaker")
+    if breaker is not None and not isinstance(breaker, CircuitBreaker):
+        raise TypeError(
+            f"circuit_breaker must be a makeparallel.CircuitBreaker, got {type(breaker).__name__}"
+        )
     return replace(base, **overrides)
 
 
@@ -183,7 +199,8 @@ class ParallelFunction(Generic[P, R]):
         return self._submit(self._options, args, kwargs)
 
     def options(self, **overrides: Any) -> _Call[P, R]:
-        """The same function with per-call options (``name``, ``metadata``, ``backend``, ``pool``).
+        """The same function with per-call options (``timeout``, ``retry``, ``name``,
+        ``metadata``, ``backend``, ``pool``, ``circuit_breaker``).
 
         Options never mix with the function's own keyword arguments:
         ``fn.options(name="x")(name="y")`` passes ``name="y"`` to ``fn``.
@@ -201,6 +218,9 @@ class ParallelFunction(Generic[P, R]):
             name=options.name or self.__qualname__,
             metadata=dict(options.metadata),
             fn_data=self._reference_bytes(),
+            timeout=options.timeout,
+            retry=options.retry,
+            circuit_breaker=options.circuit_breaker,
         )
 
     def _reference_bytes(self) -> bytes | None:
@@ -244,9 +264,15 @@ def _rebuild(fn: Callable[..., Any], options: _Options) -> ParallelFunction[...,
 class _Call(Generic[P, R]):
     """A ParallelFunction with per-call options; calling it submits."""
 
+    _makeparallel_wrapper = True
+
     def __init__(self, function: ParallelFunction[P, R], options: _Options) -> None:
         self._function = function
         self._options = options
+        self.__wrapped__ = function.__wrapped__
+
+    def _reference_bytes(self) -> bytes | None:
+        return self._function._reference_bytes()
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
         return self._function._submit(self._options, args, kwargs)
@@ -259,10 +285,13 @@ def parallel(fn: Callable[P, R], /) -> ParallelFunction[P, R]: ...
 @overload
 def parallel(
     *,
+    timeout: float | None = None,
+    retry: Retry | None = None,
     name: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     backend: BackendSpec | None = None,
     pool: Pool | None = None,
+    circuit_breaker: CircuitBreaker | None = None,
 ) -> Callable[[Callable[P, R]], ParallelFunction[P, R]]: ...
 
 
@@ -270,28 +299,32 @@ def parallel(
     fn: Callable[P, R] | None = None,
     /,
     *,
+    timeout: float | None = None,
+    retry: Retry | None = None,
     name: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     backend: BackendSpec | None = None,
     pool: Pool | None = None,
+    circuit_breaker: CircuitBreaker | None = None,
 ) -> ParallelFunction[P, R] | Callable[[Callable[P, R]], ParallelFunction[P, R]]:
     """Make calls of ``fn`` run in parallel: each call returns a ``Handle`` at once.
 
-    Use bare (``@parallel``) or with options (``@parallel(name=..., backend="thread")``).
+    Use bare (``@parallel``) or with options
+    (``@parallel(timeout=30, retry=mp.Retry(3), name="resize", backend="thread")``).
+    ``timeout`` counts from the moment the task starts (time in the queue is
+    free) by the monotonic clock; a process task past it is killed and its
+    worker replaced.
     """
-    options = _make_options(
-        _Options(),
-        {
-            k: v
-            for k, v in {
-                "name": name,
-                "metadata": metadata,
-                "backend": backend,
-                "pool": pool,
-            }.items()
-            if v is not None
-        },
-    )
+    given = {
+        "timeout": timeout,
+        "retry": retry,
+        "name": name,
+        "metadata": metadata,
+        "backend": backend,
+        "pool": pool,
+        "circuit_breaker": circuit_breaker,
+    }
+    options = _make_options(_Options(), {k: v for k, v in given.items() if v is not None})
     if fn is not None:
         return ParallelFunction(fn, options)
 
@@ -304,10 +337,12 @@ def parallel(
 # -- batches ----------------------------------------------------------------------
 
 
-def _pool_options(fn: Callable[..., Any]) -> tuple[Pool | None, BackendSpec | None]:
-    if isinstance(fn, ParallelFunction):
-        return fn._options.pool, fn._options.backend
-    return None, None
+def _pool_options(
+    fn: Callable[..., Any],
+) -> tuple[Pool | None, BackendSpec | None, float | None]:
+    if isinstance(fn, ParallelFunction | _Call):
+        return fn._options.pool, fn._options.backend, fn._options.timeout
+    return None, None, None
 
 
 def parallel_map(
@@ -317,6 +352,7 @@ def parallel_map(
     workers: int | None = None,
     chunksize: int | None = None,
     ordered: bool = True,
+    timeout: float | None = None,
     progress: bool = False,
     on_error: Literal["raise", "skip", "return"] = "raise",
 ) -> list[Any]:
@@ -326,6 +362,8 @@ def parallel_map(
     shut down by this call); by default the shared pool is used.
     ``on_error="skip"`` leaves failed items out, ``"return"`` puts their
     exceptions in their place; ``progress=True`` shows a progress bar.
+    ``timeout`` is per item: an item running longer fails with
+    ``TaskTimeoutError`` (its worker process is replaced), the others go on.
     """
     _mapping.check_on_error(on_error)
     results_iter = imap(
@@ -334,6 +372,7 @@ def parallel_map(
         workers=workers,
         chunksize=chunksize,
         ordered=ordered,
+        timeout=timeout,
         on_error=on_error,
         _progress=progress,
     )
@@ -347,6 +386,7 @@ def imap(
     workers: int | None = None,
     chunksize: int | None = None,
     ordered: bool = True,
+    timeout: float | None = None,
     on_error: Literal["raise", "skip", "return"] = "raise",
     _progress: bool = False,
 ) -> Iterator[Any]:
@@ -356,7 +396,10 @@ def imap(
     Memory stays bounded even over an endless generator.
     """
     check_workers(workers)
-    own_pool, own_backend = _pool_options(fn)
+    item_timeout = check_timeout(timeout)
+    own_pool, own_backend, own_timeout = _pool_options(fn)
+    if item_timeout is None:
+        item_timeout = own_timeout
     if workers is None:
         pool = own_pool or default_pool(own_backend)
         return _with_bar(
@@ -367,6 +410,7 @@ def imap(
                 chunksize=chunksize,
                 ordered=ordered,
                 on_error=on_error,
+                item_timeout=item_timeout,
                 on_items_done=bar,
             ),
             iterable if _progress else None,
@@ -384,6 +428,7 @@ def imap(
             chunksize=chunksize,
             ordered=ordered,
             on_error=on_error,
+            item_timeout=item_timeout,
             on_items_done=bar,
         ),
         iterable if _progress else None,

@@ -3,8 +3,9 @@
 A task moves through
 
     PENDING --> RUNNING --> SUCCEEDED | FAILED | CANCELLED | TIMED_OUT
-       |
-       +------> CANCELLED | FAILED        (cancelled, or refused before it ran)
+     |  ^          |
+     |  +----------+  a failed attempt that its retry policy runs again
+     +------> CANCELLED | FAILED        (cancelled, or refused before it ran)
 
 and every move goes through ``Handle._transition``. A move that the diagram
 does not allow raises ``InvalidTransitionError``: the pool resolves races (a
@@ -51,7 +52,7 @@ _TERMINAL = frozenset(
 )
 _ALLOWED: dict[TaskState, frozenset[TaskState]] = {
     TaskState.PENDING: frozenset({TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED}),
-    TaskState.RUNNING: _TERMINAL,
+    TaskState.RUNNING: _TERMINAL | {TaskState.PENDING},
 }
 
 
@@ -85,6 +86,9 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         self._ended_at: float | None = None
         self._attempts = 0
         self._worker: str | None = None
+        self._progress: float | None = None
+        self._progress_message: str | None = None
+        self._progress_callbacks: list[Callable[[float], object]] = []
 
     # -- what a user reads -------------------------------------------------
 
@@ -119,6 +123,20 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             return None
         ended = self._ended_at
         return (ended if ended is not None else time.monotonic()) - started
+
+    @property
+    def progress(self) -> float | None:
+        """The latest fraction in [0, 1] the task reported, None before any report."""
+        return self._progress
+
+    @property
+    def progress_message(self) -> str | None:
+        return self._progress_message
+
+    @property
+    def worker(self) -> str | None:
+        """Where the task runs or ran: ``"pid 1234"`` for a process, a thread's name."""
+        return self._worker
 
     def get(self, timeout: float | None = None) -> R:
         """Same as ``result()``."""
@@ -156,8 +174,13 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             state = self._task_state
         if state is TaskState.PENDING:
             if self._try_transition(TaskState.PENDING, TaskState.CANCELLED):
-                super().cancel()
-                super().set_running_or_notify_cancel()
+                if super().running():  # waiting for a retry
+                    super().set_exception(self._cancelled_error())
+                else:
+                    super().cancel()
+                    super().set_running_or_notify_cancel()
+                if self._canceller is not None:
+                    self._canceller(self)  # lets the pool forget a scheduled retry
                 return True
             return self.cancel()  # it started meanwhile
         if state is TaskState.RUNNING and self._canceller is not None:
@@ -195,6 +218,27 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
 
         self.add_done_callback(fire)
         return self
+
+    def on_progress(self, callback: Callable[[float], object]) -> Handle[R]:
+        """Call ``callback(fraction)`` on each progress update (at once with the latest one)."""
+        if not callable(callback):
+            raise TypeError(f"on_progress needs a callable, got {type(callback).__name__}")
+        with self._state_lock:
+            self._progress_callbacks.append(callback)
+            latest = self._progress
+        if latest is not None:
+            self._run_callback(callback, latest)
+        return self
+
+    def _set_progress(self, value: float, message: str | None) -> None:
+        with self._state_lock:
+            if self._task_state is not TaskState.RUNNING:
+                return  # a late update from a stopped attempt
+            self._progress = value
+            self._progress_message = message
+            callbacks = list(self._progress_callbacks)
+        for callback in callbacks:
+            self._run_callback(callback, value)
 
     def _run_callback(self, callback: Callable[[Any], object], value: object) -> None:
         try:
@@ -250,8 +294,14 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         if not self._try_transition(TaskState.PENDING, TaskState.RUNNING):
             return False
         self._worker = worker
-        super().set_running_or_notify_cancel()
+        if not super().running():  # a retry finds the Future running already
+            super().set_running_or_notify_cancel()
         return True
+
+    def _retry(self) -> None:
+        """RUNNING -> PENDING: this attempt failed and another one is scheduled."""
+        # The Future itself stays "running": result() keeps waiting across attempts.
+        self._transition(TaskState.PENDING)
 
     def _succeed(self, value: R) -> None:
         self._transition(TaskState.SUCCEEDED)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
-import contextlib
+import functools
 import itertools
+import logging
 import sys
 import threading
 import time
@@ -32,16 +33,26 @@ from typing import Any, ParamSpec, TypeVar
 from . import _mapping
 from ._sizing import usable_cpus
 from ._task import Task, next_task_id, qualified_name
+from ._timer import Timer
 from .backends import create_backend, resolve_kind
 from .backends.base import Backend
-from .errors import SerializationError, TaskCancelledError, TaskError, TaskTimeoutError
-from .handle import Handle, InvalidTransitionError, TaskState
+from .errors import (
+    CircuitOpenError,
+    SerializationError,
+    TaskCancelledError,
+    TaskError,
+    TaskTimeoutError,
+)
+from .handle import Handle, TaskState
+from .policies import CircuitBreaker, Retry
 
 __all__ = ["Pool"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+logger = logging.getLogger("makeparallel")
 
 _RUNNING, _CLOSING, _CLOSED = "running", "closing", "closed"
 _pool_numbers = itertools.count(1)
@@ -86,6 +97,8 @@ class Pool(concurrent.futures.Executor):
         self._changed = threading.Condition(self._lock)
         self._pending: deque[Task] = deque()
         self._running: dict[int, Task] = {}
+        self._retrying: dict[int, Task] = {}  # failed attempts waiting for their back-off
+        self._timer = Timer(f"{self.name}-timer")
         self._state = _RUNNING
         self._broken: BaseException | None = None
         self._engine_closed = False
@@ -109,6 +122,9 @@ class Pool(concurrent.futures.Executor):
         name: str | None = None,
         metadata: dict[str, Any] | None = None,
         fn_data: bytes | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
     ) -> Handle[R]:
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {type(fn).__name__}: {fn!r}")
@@ -118,7 +134,27 @@ class Pool(concurrent.futures.Executor):
         handle: Handle[R] = Handle(
             next_task_id(), name or _short_name(fn), metadata, self._cancel_running
         )
-        self._enqueue(Task(fn, args, kwargs, handle, fn_data=fn_data))
+        task = Task(
+            fn,
+            args,
+            kwargs,
+            handle,
+            fn_data=fn_data,
+            timeout=timeout,
+            retry=retry,
+            breaker=circuit_breaker,
+        )
+        if circuit_breaker is not None and not circuit_breaker.allow():
+            handle._fail(
+                CircuitOpenError(
+                    f"{task.describe()} did not run: circuit breaker {circuit_breaker.name!r} "
+                    f"is open after {circuit_breaker.failures} failures in a row; it lets a "
+                    f"trial call through in {circuit_breaker.retry_after():.1f} s",
+                    **task.context(),
+                )
+            )
+            return handle
+        self._enqueue(task)
         return handle
 
     def _submit_chunk(
@@ -127,13 +163,24 @@ class Pool(concurrent.futures.Executor):
         items: list[tuple[Any, ...]],
         first_index: int,
         fn_data: bytes | None,
+        item_timeout: float | None = None,
     ) -> Handle[list[tuple[bool, Any]]]:
         """One task that runs ``fn(*item)`` for each item; its value is ``[(ok, value), ...]``."""
         self._check_open()
         handle: Handle[list[tuple[bool, Any]]] = Handle(
             next_task_id(), _short_name(fn), None, self._cancel_running
         )
-        task = Task(fn, (), {}, handle, items=items, first_index=first_index, fn_data=fn_data)
+        timeout = None if item_timeout is None else item_timeout * len(items)
+        task = Task(
+            fn,
+            (),
+            {},
+            handle,
+            items=items,
+            first_index=first_index,
+            fn_data=fn_data,
+            timeout=timeout,
+        )
         self._enqueue(task)
         return handle
 
@@ -205,6 +252,10 @@ class Pool(concurrent.futures.Executor):
                 task = self._pending.popleft()
                 if task.handle._start():
                     self._running[task.id] = task
+                    if task.timeout is not None:
+                        task.deadline_entry = self._timer.call_at(
+                            time.monotonic() + task.timeout, functools.partial(self._expire, task)
+                        )
                     return task
                 self._changed.notify_all()  # a cancelled task left the queue
             return None
@@ -213,20 +264,121 @@ class Pool(concurrent.futures.Executor):
         return bool(self._pending)
 
     def finished(self, task: Task, ok: bool, value: Any) -> None:
+        if not self._release(task):
+            return  # an attempt that was already stopped (timeout, cancel) reports late
+        self._settle(task, ok, value)
+        self._after_change()
+
+    def broken(self, error: BaseException) -> None:
         with self._lock:
-            self._running.pop(task.id, None)
+            self._broken = error
+            pending = list(self._pending) + list(self._retrying.values())
+            self._pending.clear()
+            self._retrying.clear()
+        for task in pending:
+            if task.handle.state is TaskState.PENDING:
+                task.handle._fail(error)
+        self._after_change()
+
+    # -- how a task ends ---------------------------------------------------
+
+    def _release(self, task: Task) -> bool:
+        """Take ``task`` out of the running set; False if it is not the running attempt."""
+        with self._lock:
+            if self._running.get(task.id) is not task:
+                return False
+            del self._running[task.id]
+        if task.deadline_entry is not None:
+            self._timer.cancel(task.deadline_entry)
+        return True
+
+    def _settle(self, task: Task, ok: bool, value: Any, *, may_retry: bool = True) -> None:
+        """Decide how a finished attempt ends its task: success, retry, or failure."""
         handle = task.handle
-        if not handle.done():
-            try:
-                if ok:
-                    handle._succeed(value)
-                else:
-                    handle._fail(value, _terminal_state(value))
-            except InvalidTransitionError:
-                if not handle.cancelled():  # only a concurrent cancel may win this race
-                    raise
+        breaker = task.breaker
+        if ok:
+            if breaker is not None:
+                breaker.record_success()
+            handle._succeed(value)
+            return
+        error: BaseException = value
+        retry = task.retry
+        if may_retry and retry is not None and retry.should_retry(error, task.attempt):
+            delay = retry.delay(task.attempt)
+            logger.warning(
+                "%s failed on attempt %d of %d (%s: %s); retrying in %.2f s",
+                task.describe(),
+                task.attempt,
+                retry.attempts,
+                type(error).__name__,
+                error,
+                delay,
+            )
+            following = task.next_attempt()
+            with self._lock:
+                self._retrying[task.id] = following
+            handle._retry()
+            self._timer.call_at(
+                time.monotonic() + delay, functools.partial(self._resubmit, following)
+            )
+            return
+        if breaker is not None:
+            if isinstance(error, TaskCancelledError):
+                breaker.release_trial()
+            else:
+                breaker.record_failure()
+        handle._fail(error, _terminal_state(error))
+
+    def _resubmit(self, task: Task) -> None:
         with self._lock:
-            idle = not self._pending and not self._running
+            self._retrying.pop(task.id, None)
+            queued = task.handle.state is TaskState.PENDING and self._broken is None
+            if queued:
+                self._pending.append(task)
+        if queued:
+            self._backend.poke()
+        self._after_change()
+
+    def _expire(self, task: Task) -> None:
+        if not self._release(task):
+            return
+        kind = self._backend.kind
+        how = (
+            "its worker process was stopped and replaced"
+            if kind == "process"
+            else "a thread cannot be killed: the task was asked to stop "
+            "(current_task().cancelled() is now True) and its result will be dropped"
+        )
+        assert task.timeout is not None
+        error = TaskTimeoutError(
+            f"{task.describe()} timed out after {task.timeout:g} s on attempt {task.attempt}; "
+            f"{how}",
+            **task.context(),
+        )
+        self._backend.stop_task(task, error)
+        self._settle(task, False, error)
+        self._after_change()
+
+    def _cancel_running(self, handle: Handle[Any]) -> bool:
+        """The handle's canceller: stop its running attempt, or forget its scheduled retry."""
+        with self._lock:
+            task = self._running.get(handle.task_id)
+            if task is None:
+                self._retrying.pop(handle.task_id, None)
+        if task is None or not self._release(task):
+            self._after_change()
+            return handle.cancelled()
+        error = TaskCancelledError(
+            f"{task.describe()} was cancelled while running", **task.context()
+        )
+        self._backend.stop_task(task, error)
+        self._settle(task, False, error)
+        self._after_change()
+        return True
+
+    def _after_change(self) -> None:
+        with self._lock:
+            idle = not self._pending and not self._running and not self._retrying
             if idle:
                 self._changed.notify_all()
             close_now = idle and self._state == _CLOSING and not self._engine_closed
@@ -234,31 +386,6 @@ class Pool(concurrent.futures.Executor):
                 self._engine_closed = True
         if close_now:
             self._backend.close(None, wait=False)
-
-    def broken(self, error: BaseException) -> None:
-        with self._lock:
-            self._broken = error
-            pending = list(self._pending)
-            self._pending.clear()
-        for task in pending:
-            if task.handle._start():
-                task.handle._fail(error)
-        with self._lock:
-            self._changed.notify_all()
-
-    def _cancel_running(self, handle: Handle[Any]) -> bool:
-        with self._lock:
-            task = self._running.get(handle.task_id)
-        if task is None:
-            return handle.cancelled()
-        error = TaskCancelledError(
-            f"{task.describe()} was cancelled while running", **task.context()
-        )
-        if not self._backend.stop_task(task, error):
-            return False
-        with contextlib.suppress(InvalidTransitionError):  # it may have ended meanwhile
-            handle._fail(error, TaskState.CANCELLED)
-        return handle.cancelled()
 
     # -- shutting down -----------------------------------------------------
 
@@ -283,28 +410,34 @@ class Pool(concurrent.futures.Executor):
         with self._lock:
             if self._state == _RUNNING:
                 self._state = _CLOSING
-            cancelled = list(self._pending) if (cancel_pending or cancel_futures) else []
-            if cancelled:
+            cancelled: list[Task] = []
+            if cancel_pending or cancel_futures:
+                cancelled = list(self._pending) + list(self._retrying.values())
                 self._pending.clear()
+                self._retrying.clear()
         for task in cancelled:
             task.handle.cancel()
         if not wait:
             self._close_engine_if_idle()
             return
         with self._lock:
-            while self._pending or self._running:
+            while self._pending or self._running or self._retrying:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
                 self._changed.wait(remaining)
-            stragglers = list(self._pending) + list(self._running.values())
+            stragglers = (
+                list(self._pending) + list(self._retrying.values()) + list(self._running.values())
+            )
             self._pending.clear()
+            self._retrying.clear()
             self._engine_closed = True
         if stragglers:
             self._backend.close(deadline, wait=False)  # no replacement workers from here on
             for task in stragglers:
                 self._stop_straggler(task)
         self._backend.close(deadline)
+        self._timer.close()
         self._state = _CLOSED
 
     def _stop_straggler(self, task: Task) -> None:
@@ -314,8 +447,9 @@ class Pool(concurrent.futures.Executor):
         )
         if task.handle.state is TaskState.PENDING:
             task.handle.cancel()
-        elif not self._backend.stop_task(task, error):
-            self.finished(task, False, error)  # a thread cannot be stopped: its result is dropped
+        elif self._release(task):
+            self._backend.stop_task(task, error)
+            self._settle(task, False, error, may_retry=False)
 
     def _close_engine_if_idle(self) -> None:
         with self._lock:

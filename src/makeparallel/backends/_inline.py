@@ -4,14 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import task as task_api
 from .._task import Task, annotate, context_note
 
 
 def run_here(task: Task, worker: str | None) -> tuple[bool, Any]:
-    """Run ``task`` now; returns ``(True, value)`` or ``(False, exception)``.
+    """Run ``task`` now, inside its task context; returns ``(True, value)`` or ``(False, exc)``.
 
     A map chunk always "succeeds" with a list of per-item ``(ok, value)``.
     """
+    handle = task.handle
+    context, token = task_api.enter(
+        task.id,
+        handle.name,
+        handle.metadata,
+        task.attempt,
+        worker,
+        handle._set_progress,
+        task.cancel_event,
+    )
+    try:
+        return _call(task, worker)
+    finally:
+        task_api.leave(context, token)
+
+
+def _call(task: Task, worker: str | None) -> tuple[bool, Any]:
     if task.items is None:
         try:
             return True, task.fn(*task.args, **task.kwargs)

@@ -42,7 +42,7 @@ class ExecutorBackend(Backend):
 
     def poke(self) -> None:
         while (task := self._sink.take()) is not None:
-            task.worker = type(self.executor).__name__
+            task.assign(type(self.executor).__name__)
             if task.items is None:
                 future = self.executor.submit(task.fn, *task.args, **task.kwargs)
             else:

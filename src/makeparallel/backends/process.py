@@ -161,6 +161,14 @@ class ProcessBackend(Backend):
             task.args_data = _serialize.dumps(payload)
         except Exception as problem:
             raise unpicklable_arguments(task, problem) from problem
+        try:
+            task.ctx_data = _serialize.dumps((task.handle.name, dict(task.handle.metadata)))
+        except Exception as problem:
+            raise SerializationError(
+                f"{task.describe()}: its metadata cannot be sent to a worker process "
+                f"({type(problem).__name__}: {problem}); use plain data in metadata",
+                **task.context(),
+            ) from problem
 
     def poke(self) -> None:
         while True:
@@ -217,16 +225,17 @@ class ProcessBackend(Backend):
     def _send_task(self, worker: _Worker, task: Task) -> None:
         assert task.fn_data is not None
         assert task.args_data is not None
+        assert task.ctx_data is not None
         kind = _wire.TASK if task.items is None else _wire.CHUNK
-        parts = (_wire.FN_LEN.pack(len(task.fn_data)), task.fn_data, task.args_data)
+        head = _wire.TASK_HEAD.pack(len(task.fn_data), len(task.ctx_data), task.attempt)
+        parts = (head, task.fn_data, task.ctx_data, task.args_data)
         views = _wire.as_views(_wire.frame(kind, task.id, parts))
         with self._lock:
             if worker.dead:
                 self._backlog.append(task)
                 return
             worker.task = task
-            task.worker = worker.label
-            task.handle._worker = worker.label
+            task.assign(worker.label)
             try:
                 rest = _wire.send_some(worker.sock, views)
             except OSError:
@@ -371,6 +380,12 @@ class ProcessBackend(Backend):
             return
         if kind == _wire.BOOT_FAILED:
             worker.boot_error = body.decode(errors="replace")
+            return
+        if kind == _wire.PROGRESS:
+            running = worker.task
+            if running is not None and running.id == task_id:
+                value, message = _serialize.loads(body)
+                running.handle._set_progress(value, message)
             return
         with self._lock:
             task = worker.task

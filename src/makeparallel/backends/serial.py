@@ -28,5 +28,9 @@ class SerialBackend(Backend):
         if not ok and isinstance(value, KeyboardInterrupt | SystemExit):
             raise value
 
+    def stop_task(self, task: Task, error: BaseException) -> bool:
+        task.cancel_event.set()
+        return False
+
     def close(self, deadline: float | None, wait: bool = True) -> None:
         pass

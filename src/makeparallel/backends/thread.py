@@ -2,7 +2,8 @@
 
 For I/O-bound work on any build, and for CPU-bound work on free-threaded
 CPython where threads run Python in parallel. A thread cannot be killed:
-``stop_task`` is refused and a running task always runs to its end.
+``stop_task`` only sets the task's cancellation flag (``current_task().cancelled()``)
+and the pool drops whatever the task returns later.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
+from .._task import Task
 from ._inline import run_here
 from .base import Backend, Sink
 
@@ -45,9 +47,13 @@ class ThreadBackend(Backend):
                     if not self._sink.has_pending():
                         self._wake.wait()
                 continue
-            task.worker = name
+            task.assign(name)
             ok, value = run_here(task, name)
             self._sink.finished(task, ok, value)
+
+    def stop_task(self, task: Task, error: BaseException) -> bool:
+        task.cancel_event.set()  # the task sees current_task().cancelled()
+        return False
 
     def close(self, deadline: float | None, wait: bool = True) -> None:
         with self._wake:

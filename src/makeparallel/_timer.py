@@ -1,0 +1,90 @@
+"""One thread per pool that runs callbacks at given times (timeouts, retry back-off).
+
+It never runs user code: callbacks are the pool's own short functions.
+Times are ``time.monotonic()`` seconds, immune to wall-clock changes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+logger = logging.getLogger("makeparallel")
+
+
+class TimerEntry:
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def __lt__(self, other: TimerEntry) -> bool:
+        return self.when < other.when
+
+
+class Timer:
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._heap: list[tuple[float, int, TimerEntry]] = []
+        self._order = itertools.count()
+        self._cancelled = 0
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerEntry:
+        entry = TimerEntry(when, callback)
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("the timer is closed")
+            heapq.heappush(self._heap, (when, next(self._order), entry))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return entry
+
+    def cancel(self, entry: TimerEntry) -> None:
+        with self._wake:
+            if entry.cancelled:
+                return
+            entry.cancelled = True
+            self._cancelled += 1
+            if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+                # drop dead entries so a long run of finished timeouts cannot pile up
+                self._heap = [item for item in self._heap if not item[2].cancelled]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._heap.clear()
+            self._wake.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while True:
+                    if self._closed:
+                        return
+                    if self._heap and self._heap[0][2].cancelled:
+                        heapq.heappop(self._heap)
+                        self._cancelled = max(0, self._cancelled - 1)
+                        continue
+                    delay = self._heap[0][0] - time.monotonic() if self._heap else None
+                    if delay is not None and delay <= 0:
+                        entry = heapq.heappop(self._heap)[2]
+                        entry.cancelled = True
+                        break
+                    self._wake.wait(delay)
+            try:
+                entry.callback()
+            except Exception:
+                logger.exception("makeparallel timer callback failed")
