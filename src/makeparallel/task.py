@@ -26,34 +26,37 @@ from typing import Any
 __all__ = ["TaskContext", "current_task", "report_progress"]
 
 PROGRESS_INTERVAL = 0.02
+_monotonic = time.monotonic
 
 ProgressSink = Callable[[float, str | None], None]
 
 
 class _ProgressThrottle:
-    """Forwards at most one update per interval; ``flush`` delivers the newest one."""
+    """Forwards at most one update per interval; ``flush`` delivers the newest one.
 
-    __slots__ = ("_last_sent", "_lock", "_pending", "_sink")
+    No lock on purpose: this is on the hot path of tight loops, a task reports
+    from one thread, and the worst a racing second thread can do is drop an
+    intermediate value (the flush still sends the newest).
+    """
+
+    __slots__ = ("_last_sent", "_pending", "_sink")
 
     def __init__(self, sink: ProgressSink) -> None:
         self._sink = sink
         self._last_sent = 0.0
         self._pending: tuple[float, str | None] | None = None
-        self._lock = threading.Lock()
 
     def report(self, value: float, message: str | None) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last_sent < PROGRESS_INTERVAL:
-                self._pending = (value, message)
-                return
-            self._last_sent = now
-            self._pending = None
+        now = _monotonic()
+        if now - self._last_sent < PROGRESS_INTERVAL:
+            self._pending = (value, message)
+            return
+        self._last_sent = now
+        self._pending = None
         self._sink(value, message)
 
     def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, None
+        pending, self._pending = self._pending, None
         if pending is not None:
             self._sink(*pending)
 
@@ -95,8 +98,21 @@ def report_progress(done: float, total: float | None = None, *, message: str | N
     The value must be a finite fraction in [0, 1] (or ``0 <= done <= total``).
     It shows as ``handle.progress`` and fires ``handle.on_progress`` callbacks.
     """
-    fraction = _fraction(done, total)
-    if message is not None and not isinstance(message, str):
+    # The common case is checked first and cheaply: tight loops call this a lot.
+    kind = type(done)
+    if total is None and (kind is float or kind is int) and 0 <= done <= 1:
+        fraction = done
+    elif (
+        total is not None
+        and (kind is int or kind is float)
+        and (type(total) is int or type(total) is float)
+        and 0 <= done <= total < math.inf
+        and total > 0
+    ):
+        fraction = done / total
+    else:
+        fraction = _fraction(done, total)  # the slow path, which names the problem
+    if message is not None and type(message) is not str:
         raise TypeError(f"message must be a string or None, got {type(message).__name__}")
     context = _current.get()
     if context is None:
@@ -104,8 +120,9 @@ def report_progress(done: float, total: float | None = None, *, message: str | N
             "report_progress() was called outside a task: call it from a function run "
             "by @parallel, Pool.submit or a map (a plain call has nobody to report to)"
         )
-    if context._progress is not None:
-        context._progress.report(fraction, message)
+    throttle = context._progress
+    if throttle is not None:
+        throttle.report(fraction, message)
 
 
 def _fraction(done: float, total: float | None) -> float:
