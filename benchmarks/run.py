@@ -4,9 +4,13 @@
 
 Benchmark "cpu": 8 tasks of about 0.1 s of pure-Python arithmetic each (the
 loop count is calibrated at start on this machine). Every contender runs the
-same 8 tasks on pools of N = usable CPUs workers; each figure is the median
-of several repetitions, and the speed-up is the serial median of this same
-run divided by the contender's median.
+same 8 tasks on pools of N = usable CPUs workers. The run goes in rounds (5,
+or 2 with --quick); each round times every contender once, so slow drifts of
+the machine hit all of them alike. Each figure is the median over the rounds
+(with min and max); the speed-up is the serial median of this same run
+divided by the contender's median. The serial loop and every pool get new
+processes each round, since the speed of one pure-Python loop can differ by
+several percent from one process to the next.
 
 "warm" rows create the pool (and start every worker with one short task per
 worker) before timing; "cold" rows time pool creation + the tasks + shutdown.
@@ -14,15 +18,17 @@ makeparallel 0.2.0 (the old Rust/threads release) runs in a separate
 virtualenv (``benchmarks/.venv-mp020``, created on first use) through
 ``mp020_child.py``.
 
-``smoke()`` runs every contender once on tiny tasks, for the test suite.
+``smoke()`` runs every contender once on tiny tasks, for the test suite:
+``sys.path.insert(0, "benchmarks"); import run; run.smoke()`` (or load this
+file with importlib), or ``python benchmarks/run.py --smoke``.
 """
-
-from __future__ import annotations
 
 import argparse
 import concurrent.futures
 import contextlib
 import datetime
+import hashlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -64,11 +70,10 @@ Runner = Callable[[], list[Any]]
 
 @dataclass(frozen=True)
 class Config:
-    loop_count: int
+    loop_count: int  # spin(loop_count) is one task
     tasks: int
-    repetitions: int
     workers: int
-    expected: int
+    expected: int  # spin(loop_count), to check every result
 
     def items(self) -> list[int]:
         return [self.loop_count] * self.tasks
@@ -85,7 +90,16 @@ class Row:
     status: str = "ok"  # ok | skipped | unavailable | error
     note: str = ""
     samples: list[float] = field(default_factory=list)
-    foreign_cpu_share: float | None = None
+    foreign_cpu_s: float = 0.0  # CPU seconds other processes used while this row ran
+    capacity_s: float = 0.0  # wall seconds x CPUs while this row ran
+
+    @property
+    def foreign_cpu_share(self) -> float | None:
+        return round(self.foreign_cpu_s / self.capacity_s, 3) if self.capacity_s else None
+
+    def fail(self, status: str, note: str) -> None:
+        self.status, self.note = status, note
+        self.samples.clear()
 
     def summary(self, serial_median: float | None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -122,9 +136,46 @@ class Contender:
 # the pool down (untimed), so that no idle pool lingers during the next one.
 
 
+# The serial loop runs in a fresh Python process each round, like the pools'
+# workers: the speed of the same pure-Python loop differs by up to ~14% from one
+# process to the next on some machines (memory layout), so a baseline taken in
+# one process only would tilt every speed-up of the run the same way.
+_SERIAL_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import workloads
+n, tasks = int(sys.argv[2]), int(sys.argv[3])
+print("ready", flush=True)
+for _ in sys.stdin:
+    print(json.dumps([workloads.spin(n) for _ in range(tasks)]), flush=True)
+"""
+
+
 @contextlib.contextmanager
 def serial(cfg: Config) -> Iterator[Runner]:
-    yield lambda: [workloads.spin(n) for n in cfg.items()]
+    command = [sys.executable, "-c", _SERIAL_CHILD, str(HERE), str(cfg.loop_count)]
+    command.append(str(cfg.tasks))
+    pipe = subprocess.PIPE
+    with subprocess.Popen(command, stdin=pipe, stdout=pipe, text=True) as child:
+        if child.stdin is None or child.stdout is None:
+            raise RuntimeError("no pipes to the serial child process")
+        stdin, stdout = child.stdin, child.stdout
+
+        def run() -> list[Any]:
+            stdin.write("go\n")
+            stdin.flush()
+            results: list[Any] = json.loads(stdout.readline())
+            return results
+
+        try:
+            if stdout.readline().strip() != "ready":
+                raise RuntimeError("the serial child process did not start")
+            yield run
+        finally:
+            stdin.close()  # its loop ends at end of input
+            child.wait(timeout=60)
+    if child.returncode != 0:
+        raise RuntimeError(f"the serial child process exited with {child.returncode}")
 
 
 @contextlib.contextmanager
@@ -284,7 +335,7 @@ def mpire_keep_alive(cfg: Config) -> Iterator[Runner]:
 
 
 CONTENDERS: tuple[Contender, ...] = (
-    Contender("serial", "serial (plain loop)", "-", serial),
+    Contender("serial", "serial (plain loop)", "-", serial, "in a fresh Python process each round"),
     # Fork-based pools run before the ones that keep threads in this process.
     Contender("process_pool_executor", "ProcessPoolExecutor", "warm", process_pool_executor_warm),
     Contender(
@@ -401,41 +452,47 @@ class CpuMeter:
     def __init__(self) -> None:
         self._start = _cpu_snapshot()
 
-    def foreign_share(self) -> float | None:
+    def add_to(self, rows: list[Row]) -> None:
+        """Add the foreign CPU time and the capacity since the start to each of ``rows``."""
         end = _cpu_snapshot()
         if self._start is None or end is None:
-            return None
-        wall = end[0] - self._start[0]
-        foreign = (end[1] - self._start[1]) - (end[2] - self._start[2])
-        capacity = wall * (os.cpu_count() or 1)
-        return round(max(0.0, foreign) / capacity, 3) if capacity > 0 else None
+            return
+        foreign = max(0.0, (end[1] - self._start[1]) - (end[2] - self._start[2]))
+        capacity = (end[0] - self._start[0]) * (os.cpu_count() or 1)
+        for row in rows:
+            row.foreign_cpu_s += foreign
+            row.capacity_s += capacity
 
 
-def measure(contender: Contender, cfg: Config, strict: bool = False) -> Row:
-    """Time ``cfg.repetitions`` runs of one contender; a failure becomes the row's status."""
-    row = Row(contender.key, contender.label, contender.mode, note=contender.note)
+def new_row(contender: Contender) -> Row:
+    return Row(contender.key, contender.label, contender.mode, note=contender.note)
+
+
+def measure(
+    contender: Contender, cfg: Config, row: Row, repetitions: int = 1, strict: bool = False
+) -> None:
+    """Set the contender up, time ``repetitions`` runs into ``row``, tear it down.
+
+    A missing package marks the row skipped; any other failure marks it as an
+    error (or raises, with ``strict``).
+    """
     meter = CpuMeter()
     try:
         with contender.session(cfg) as run:
-            for _ in range(cfg.repetitions):
+            for _ in range(repetitions):
                 start = time.perf_counter()
                 results = run()
                 row.samples.append(time.perf_counter() - start)
                 if list(results) != [cfg.expected] * cfg.tasks:
                     raise RuntimeError(f"wrong results: {list(results)!r}")
-        row.foreign_cpu_share = meter.foreign_share()
     except ImportError as exc:
-        row.status = "skipped"
-        row.note = f"not installed ({exc.name or exc})"
-        row.samples.clear()
+        row.fail("skipped", f"not installed ({exc.name or exc})")
     except Exception as exc:
         if strict:
             raise
         traceback.print_exc()
-        row.status = "error"
-        row.note = f"{type(exc).__name__}: {exc}"
-        row.samples.clear()
-    return row
+        row.fail("error", f"{type(exc).__name__}: {exc}")
+    meter.add_to([row])
 
 
 # -- makeparallel 0.2.0, in its own virtualenv --------------------------------------
@@ -478,40 +535,50 @@ def ensure_mp020_venv(venv: Path = MP020_VENV) -> tuple[Path | None, str]:
     return python, ""
 
 
-def measure_mp020(cfg: Config, python: Path | None, reason: str) -> list[Row]:
-    rows = [
-        Row("makeparallel_020_decorator", "makeparallel 0.2.0 @parallel + .get()", "warm"),
-        Row("makeparallel_020_map", "makeparallel 0.2.0 parallel_map", "warm"),
-    ]
-    if python is None:
-        for row in rows:
-            row.status, row.note = "unavailable", reason
-        return rows
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    command = [str(python), str(MP020_CHILD), str(cfg.loop_count), str(cfg.tasks)]
-    command.append(str(cfg.repetitions))
-    meter = CpuMeter()
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=300, env=env, check=False
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"child exited with {done.returncode}: {done.stderr.strip()[-500:]}")
-        report = json.loads(done.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.SubprocessError, RuntimeError, ValueError, IndexError) as exc:
-        for row in rows:
-            row.status, row.note = "error", f"{type(exc).__name__}: {exc}"
-        return rows
-    own_serial = statistics.median(report["samples"]["serial"])
-    foreign = meter.foreign_share()
-    for row, api in zip(rows, ("parallel", "parallel_map"), strict=True):
-        row.samples = list(report["samples"][api])
-        row.foreign_cpu_share = foreign
-        row.note = (
-            f"threads, separate venv (Python {report['python']}); "
-            f"its own serial loop there: {own_serial:.3f} s"
-        )
-    return rows
+class OldRelease:
+    """makeparallel 0.2.0, timed by ``mp020_child.py`` in its own virtualenv."""
+
+    APIS = ("parallel", "parallel_map")
+
+    def __init__(self, python: Path | None, reason: str) -> None:
+        self.python = python
+        self.rows = [
+            Row("makeparallel_020_decorator", "makeparallel 0.2.0 @parallel + .get()", "warm"),
+            Row("makeparallel_020_map", "makeparallel 0.2.0 parallel_map", "warm"),
+        ]
+        self.serial_there: list[float] = []
+        if python is None:
+            for row in self.rows:
+                row.fail("unavailable", reason)
+
+    def measure(self, cfg: Config, repetitions: int = 1) -> None:
+        """One run of the child: ``repetitions`` timings of each API (and of a serial loop)."""
+        if self.python is None or self.rows[0].status != "ok":
+            return
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        command = [str(self.python), str(MP020_CHILD), str(cfg.loop_count), str(cfg.tasks)]
+        command.append(str(repetitions))
+        meter = CpuMeter()
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=300, env=env, check=False
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"exit status {done.returncode}: {done.stderr.strip()[-500:]}")
+            report = json.loads(done.stdout.strip().splitlines()[-1])
+            samples = report["samples"]
+        except (OSError, subprocess.SubprocessError, RuntimeError, ValueError, IndexError) as exc:
+            for row in self.rows:
+                row.fail("error", f"{type(exc).__name__}: {exc}")
+            return
+        meter.add_to(self.rows)
+        self.serial_there.extend(samples["serial"])
+        for row, api in zip(self.rows, self.APIS, strict=True):
+            row.samples.extend(samples[api])
+            row.note = (
+                f"threads; separate venv (Python {report['python']}), where the serial loop "
+                f"took {statistics.median(self.serial_there):.3f} s"
+            )
 
 
 # -- the machine ----------------------------------------------------------------------
@@ -571,6 +638,25 @@ def wait_for_idle(timeout: float) -> float | None:
         time.sleep(4.0)
 
 
+def _package_dir(name: str) -> str | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(next(iter(spec.submodule_search_locations)))
+
+
+def makeparallel_fingerprint() -> str | None:
+    """A hash of the makeparallel sources being benchmarked (to see if they changed meanwhile)."""
+    found = _package_dir("makeparallel")
+    if found is None:
+        return None
+    root = Path(found)
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _git(*args: str) -> str | None:
     try:
         done = subprocess.run(
@@ -595,7 +681,7 @@ def describe_machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             packages[name] = None
     commit = _git("rev-parse", "--short", "HEAD")
-    dirty = _git("status", "--porcelain", "--", "src")
+    dirty = _git("status", "--porcelain", "--", ":(top)src")
     return {
         "cpu_model": model,
         "physical_cores": physical_cores,
@@ -608,6 +694,8 @@ def describe_machine() -> dict[str, Any]:
         "packages": packages,
         "git_commit": commit,
         "src_modified": bool(dirty) if dirty is not None else None,
+        "makeparallel_path": _package_dir("makeparallel"),
+        "makeparallel_source_sha256": makeparallel_fingerprint(),
     }
 
 
@@ -615,27 +703,39 @@ def describe_machine() -> dict[str, Any]:
 
 
 def run_cpu(
-    repetitions: int, task_seconds: float, with_mp020: bool, strict: bool = False
+    rounds: int, task_seconds: float, with_mp020: bool, wait_idle: float = 0.0
 ) -> dict[str, Any]:
+    """The "cpu" benchmark: ``rounds`` rounds, each timing every contender once.
+
+    Interleaving the contenders (rather than timing one contender ``rounds``
+    times in a row) spreads slow drifts of the machine over all of them alike.
+    Each round sets every pool up afresh (untimed for warm rows). With
+    ``wait_idle``, each round first waits up to that long for an idle machine.
+    """
     workers = _usable_cpus()
     loop_count = workloads.calibrate(task_seconds)
     task_time = statistics.median(workloads.time_call(workloads.spin, loop_count) for _ in range(3))
-    cfg = Config(loop_count, TASKS, repetitions, workers, workloads.spin(loop_count))
+    cfg = Config(loop_count, TASKS, workers, workloads.spin(loop_count))
     print(
         f"cpu: {TASKS} tasks x {task_time:.3f} s (spin({loop_count})), {workers} workers, "
-        f"{repetitions} repetitions",
+        f"{rounds} rounds",
         file=sys.stderr,
     )
-    rows: list[Row] = []
-    for contender in CONTENDERS:
-        row = measure(contender, cfg, strict=strict)
-        rows.append(row)
+    rows = [new_row(contender) for contender in CONTENDERS]
+    old = OldRelease(*ensure_mp020_venv()) if with_mp020 else None
+    for number in range(1, rounds + 1):
+        if wait_idle > 0:
+            wait_for_idle(wait_idle)
+        print(f"round {number}/{rounds}", file=sys.stderr)
+        for contender, row in zip(CONTENDERS, rows, strict=True):
+            if row.status == "ok":
+                measure(contender, cfg, row)
+        if old is not None:
+            old.measure(cfg)
+    if old is not None:
+        rows.extend(old.rows)
+    for row in rows:
         _progress(row)
-    if with_mp020:
-        python, reason = ensure_mp020_venv()
-        for row in measure_mp020(cfg, python, reason):
-            rows.append(row)
-            _progress(row)
     serial_median = statistics.median(rows[0].samples) if rows[0].samples else None
     return {
         "description": "CPU-bound speed-up: pure-Python arithmetic tasks, ratio to serial",
@@ -643,8 +743,12 @@ def run_cpu(
         "loop_count": loop_count,
         "task_seconds": round(task_time, 4),
         "workers": workers,
-        "repetitions": repetitions,
-        "warmup": f"one {WARMUP_NAP} s sleep task per worker, submitted together",
+        "repetitions": rounds,
+        "method": (
+            f"{rounds} rounds; each round sets up and times every contender once, in table "
+            "order; median/min/max over the rounds"
+        ),
+        "warmup": f"warm rows: one {WARMUP_NAP} s sleep task per worker, submitted together",
         "serial_median_s": None if serial_median is None else round(serial_median, 4),
         "results": [row.summary(serial_median) for row in rows],
     }
@@ -672,7 +776,8 @@ def markdown_table(cpu: dict[str, Any]) -> str:
         note = r["note"].replace("|", "\\|")
         share = r.get("foreign_cpu_share")
         if share is not None and share > BUSY_SHARE:
-            note = f"{note}; BUSY MACHINE: {share:.0%} of the CPU time went to other processes"
+            busy = f"BUSY MACHINE: {share:.0%} of the CPU time went to other processes"
+            note = f"{note}; {busy}" if note else busy
         lines.append(f"| {r['label']} | {r['mode']} | {figures} | {note} |")
     return "\n".join(lines)
 
@@ -683,19 +788,20 @@ def smoke() -> None:
     Skips makeparallel 0.2.0 (it needs its own virtualenv) and peers that are
     not installed. For the test suite, to keep this script from rotting.
     """
-    cfg_loop = workloads.calibrate(SMOKE_TASK_SECONDS)
-    cfg = Config(cfg_loop, TASKS, 1, _usable_cpus(), workloads.spin(cfg_loop))
+    loop_count = workloads.calibrate(SMOKE_TASK_SECONDS)
+    cfg = Config(loop_count, TASKS, _usable_cpus(), workloads.spin(loop_count))
     for contender in CONTENDERS:
-        row = measure(contender, cfg, strict=True)
+        row = new_row(contender)
+        measure(contender, cfg, row, strict=True)
         if row.status == "ok" and len(row.samples) != 1:
             raise AssertionError(f"{contender.key}: expected one timing, got {row.samples}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 repetitions instead of 5")
+    parser.add_argument("--quick", action="store_true", help="2 rounds instead of 5")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
-    parser.add_argument("--repetitions", type=int, help="override the number of repetitions")
+    parser.add_argument("--repetitions", type=int, help="number of rounds (default 5, --quick 2)")
     parser.add_argument(
         "--no-mp020", action="store_true", help="skip makeparallel 0.2.0 (no extra virtualenv)"
     )
@@ -704,15 +810,25 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="first wait up to SECONDS for the CPUs to be at least 95%% idle",
+        help="before the run and each round, wait up to SECONDS for 95%% idle CPUs",
     )
     parser.add_argument("--smoke", action="store_true", help="run smoke() and exit")
+    parser.add_argument(
+        "--show", type=Path, metavar="JSON", help="print the table of a saved run and exit"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         smoke()
         print("smoke: ok")
         return 0
-    repetitions = args.repetitions or (QUICK_REPETITIONS if args.quick else REPETITIONS)
+    if args.show:
+        print(markdown_table(json.loads(args.show.read_text())["benchmarks"]["cpu"]))
+        return 0
+    repetitions = args.repetitions
+    if repetitions is None:
+        repetitions = QUICK_REPETITIONS if args.quick else REPETITIONS
+    if repetitions < 1:
+        parser.error("--repetitions must be >= 1")
     idle = wait_for_idle(args.wait_idle)
     if idle is not None and idle < 0.9:
         print(
@@ -725,8 +841,17 @@ def main(argv: list[str] | None = None) -> int:
     machine["cpu_idle_before"] = None if idle is None else round(idle, 2)
     load_before = os.getloadavg()
     meter = CpuMeter()
-    cpu = run_cpu(repetitions, TASK_SECONDS, with_mp020=not args.no_mp020)
-    machine["foreign_cpu_share_during_run"] = meter.foreign_share()
+    cpu = run_cpu(repetitions, TASK_SECONDS, not args.no_mp020, args.wait_idle)
+    fingerprint = makeparallel_fingerprint()
+    machine["makeparallel_source_sha256_after"] = fingerprint
+    if fingerprint != machine["makeparallel_source_sha256"]:
+        print(
+            "warning: makeparallel's source files changed during the run; the figures mix versions",
+            file=sys.stderr,
+        )
+    whole_run = Row("run", "whole run", "-")
+    meter.add_to([whole_run])
+    machine["foreign_cpu_share_during_run"] = whole_run.foreign_cpu_share
     mp020 = next((r for r in cpu["results"] if r["key"].startswith("makeparallel_020")), None)
     machine["packages"]["makeparallel 0.2.0 (separate venv)"] = (
         MP020_VERSION if mp020 is not None and mp020["status"] == "ok" else None
