@@ -101,8 +101,14 @@ def measure_progress(repeats: int, steps: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="run once, tiny, print nothing")
     parser.add_argument("--out", default="benchmarks/results/lifecycle.json")
     args = parser.parse_args(argv)
+    if args.smoke:
+        measure_timeout(1)
+        measure_cancel(1)
+        measure_progress(1, 1000)
+        return 0
     repeats = 3 if args.quick else 15
     failed_after, served_after = measure_timeout(repeats)
     result: dict[str, Any] = {

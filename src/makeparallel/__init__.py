@@ -1,38 +1,79 @@
 """makeparallel: run Python functions on all your cores with one decorator.
 
-import makeparallel as mp
+    import makeparallel as mp
 
-@mp.parallel
-def crunch(n: int) -> int: ...
+    @mp.parallel
+    def crunch(n: int) -> int: ...
 
-handles = [crunch(n) for n in range(8)]   # returns at once
-results = mp.gather(handles)
+    handles = [crunch(n) for n in range(8)]   # returns at once
+    results = mp.gather(handles)
+
+The public names load on first use, so that a worker process, which needs
+only the small worker loop, starts fast.
 """
 
-from .api import (
-    ParallelFunction,
-    as_completed,
-    configure,
-    gather,
-    imap,
-    parallel,
-    parallel_map,
-    shutdown,
-)
-from .errors import (
-    CircuitOpenError,
-    SerializationError,
-    TaskCancelledError,
-    TaskError,
-    TaskTimeoutError,
-    WorkerCrashedError,
-)
-from .handle import Handle, TaskState
-from .policies import CircuitBreaker, CircuitState, Exponential, Fixed, Retry
-from .pool import Pool
-from .task import TaskContext, current_task, report_progress
+from __future__ import annotations
+
+import importlib
+
+# typing is not imported at run time: worker processes import this package
+# and should start fast (mypy reads this block as the real imports).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .api import (
+        ParallelFunction,
+        as_completed,
+        configure,
+        gather,
+        imap,
+        parallel,
+        parallel_map,
+        shutdown,
+    )
+    from .errors import (
+        CircuitOpenError,
+        SerializationError,
+        TaskCancelledError,
+        TaskError,
+        TaskTimeoutError,
+        WorkerCrashedError,
+    )
+    from .handle import Handle, TaskState
+    from .policies import CircuitBreaker, CircuitState, Exponential, Fixed, Retry
+    from .pool import Pool
+    from .task import TaskContext, current_task, report_progress
 
 __version__ = "0.3.0.dev0"
+
+_WHERE = {
+    "ParallelFunction": "api",
+    "as_completed": "api",
+    "configure": "api",
+    "gather": "api",
+    "imap": "api",
+    "parallel": "api",
+    "parallel_map": "api",
+    "shutdown": "api",
+    "CircuitOpenError": "errors",
+    "SerializationError": "errors",
+    "TaskCancelledError": "errors",
+    "TaskError": "errors",
+    "TaskTimeoutError": "errors",
+    "WorkerCrashedError": "errors",
+    "Handle": "handle",
+    "TaskState": "handle",
+    "CircuitBreaker": "policies",
+    "CircuitState": "policies",
+    "Exponential": "policies",
+    "Fixed": "policies",
+    "Retry": "policies",
+    "Pool": "pool",
+    "TaskContext": "task",
+    "current_task": "task",
+    "report_progress": "task",
+}
 
 __all__ = [
     "CircuitBreaker",
@@ -62,3 +103,16 @@ __all__ = [
     "report_progress",
     "shutdown",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'makeparallel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import pickle
 import reprlib
-from typing import Any
+
+TYPE_CHECKING = False  # no typing import at run time: workers import this module
+if TYPE_CHECKING:
+    from typing import Any
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 

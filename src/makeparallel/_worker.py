@@ -19,12 +19,14 @@ import signal
 import socket
 import sys
 import threading
-import traceback
 from collections.abc import Callable
-from typing import Any
 
 from . import _serialize, _wire, _worker_state
 from . import task as task_api
+
+TYPE_CHECKING = False  # no typing import at run time: worker start-up time matters
+if TYPE_CHECKING:
+    from typing import Any
 
 _functions: dict[bytes, Callable[..., Any]] = {}
 _FUNCTION_CACHE_SIZE = 256
@@ -44,6 +46,8 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
         sys.path[:] = config["sys_path"]
         _wire.send_all(sock, _wire.frame(_wire.READY, os.getpid(), ()))
     except BaseException:
+        import traceback
+
         text = traceback.format_exc()
         try:
             _wire.send_all(sock, _wire.frame(_wire.BOOT_FAILED, 0, (text.encode(),)))
@@ -185,6 +189,8 @@ def remote_error(exc: BaseException, phase: str, value: object = None) -> bytes:
     here), "run" (the user's function raised), "dump" (the result could not
     be pickled).
     """
+    import traceback
+
     tb = exc.__traceback__
     if phase == "run" and tb is not None and tb.tb_next is not None:
         tb = tb.tb_next  # hide the worker loop's own frame

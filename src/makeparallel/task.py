@@ -18,17 +18,19 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from numbers import Real
 from types import MappingProxyType
-from typing import Any
+
+TYPE_CHECKING = False  # no typing import at run time: workers import this module
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["TaskContext", "current_task", "report_progress"]
 
 PROGRESS_INTERVAL = 0.02
 _monotonic = time.monotonic
 
-ProgressSink = Callable[[float, str | None], None]
+ProgressSink = Callable[[float, "str | None"], None]
 
 
 class _ProgressThrottle:
@@ -61,17 +63,35 @@ class _ProgressThrottle:
             self._sink(*pending)
 
 
-@dataclass(frozen=True)
 class TaskContext:
-    """The running task, as seen from inside it."""
+    """The running task, as seen from inside it: ``task_id``, ``name``, ``metadata``,
+    ``attempt`` (1 for the first try), ``worker`` and ``cancelled()``."""
 
-    task_id: int
-    name: str
-    metadata: Mapping[str, Any]
-    attempt: int
-    worker: str | None
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-    _progress: _ProgressThrottle | None = field(default=None, repr=False)
+    __slots__ = ("_cancel", "_progress", "attempt", "metadata", "name", "task_id", "worker")
+
+    def __init__(
+        self,
+        task_id: int,
+        name: str,
+        metadata: Mapping[str, Any],
+        attempt: int,
+        worker: str | None,
+        cancel: threading.Event,
+        progress: _ProgressThrottle | None,
+    ) -> None:
+        self.task_id = task_id
+        self.name = name
+        self.metadata = metadata
+        self.attempt = attempt
+        self.worker = worker
+        self._cancel = cancel
+        self._progress = progress
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskContext(task_id={self.task_id}, name={self.name!r}, attempt={self.attempt}, "
+            f"worker={self.worker!r})"
+        )
 
     def cancelled(self) -> bool:
         """True once the task was cancelled or timed out.
