@@ -7,10 +7,19 @@ loop count is calibrated at start on this machine). Every contender runs the
 same 8 tasks on pools of N = usable CPUs workers. The run goes in rounds (5,
 or 2 with --quick); each round times every contender once, so slow drifts of
 the machine hit all of them alike. Each figure is the median over the rounds
-(with min and max); the speed-up is the serial median of this same run
-divided by the contender's median. The serial loop and every pool get new
-processes each round, since the speed of one pure-Python loop can differ by
-several percent from one process to the next.
+(with min and max). Each row gets two speed-ups:
+
+- work/wall: every task reads ``time.thread_time()`` around its loop
+  (``workloads.spin_timed``), in the process and thread that ran it; per
+  repetition, the sum of the tasks' CPU seconds divided by the repetition's
+  wall seconds. Process-to-process speed differences cancel out (a slow
+  worker's tasks take more CPU seconds and more wall seconds alike), and the
+  figure cannot exceed the number of workers.
+- vs serial (raw): the serial median of this same run divided by the
+  contender's median. The serial loop and every pool get new processes each
+  round, but the speed of one pure-Python loop can differ by several percent
+  (up to ~14% on some machines) from one process to the next, so this ratio
+  can land above the number of workers.
 
 "warm" rows create the pool (and start every worker with one short task per
 worker) before timing; "cold" rows time pool creation + the tasks + shutdown.
@@ -59,6 +68,7 @@ WARMUP_NAP = 0.05
 REPETITIONS = 5
 QUICK_REPETITIONS = 2
 BUSY_SHARE = 0.05  # flag rows during which other processes used more CPU than this
+LIMIT_SLACK = 1.01  # flag rows whose work/wall speed-up exceeds workers x this
 DEFAULT_OUT = HERE / "results" / "latest.json"
 MP020_VERSION = "0.2.0"
 MP020_VENV = HERE / ".venv-mp020"
@@ -89,7 +99,8 @@ class Row:
     mode: str
     status: str = "ok"  # ok | skipped | unavailable | error
     note: str = ""
-    samples: list[float] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)  # wall seconds of each repetition
+    task_cpu: list[list[float]] = field(default_factory=list)  # each task's CPU s, per repetition
     foreign_cpu_s: float = 0.0  # CPU seconds other processes used while this row ran
     capacity_s: float = 0.0  # wall seconds x CPUs while this row ran
 
@@ -100,6 +111,16 @@ class Row:
     def fail(self, status: str, note: str) -> None:
         self.status, self.note = status, note
         self.samples.clear()
+        self.task_cpu.clear()
+
+    def add(self, wall_s: float, task_cpu_s: list[float]) -> None:
+        """Record one repetition: its wall seconds and the CPU seconds of each of its tasks."""
+        self.samples.append(wall_s)
+        self.task_cpu.append(task_cpu_s)
+
+    def work_speedups(self) -> list[float]:
+        """Per repetition: the tasks' CPU seconds, summed, per wall second."""
+        return [sum(cpu) / wall for wall, cpu in zip(self.samples, self.task_cpu, strict=True)]
 
     def summary(self, serial_median: float | None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -118,6 +139,17 @@ class Row:
                 max_s=round(max(self.samples), 4),
                 samples_s=[round(s, 4) for s in self.samples],
                 speedup=round(serial_median / median, 2) if serial_median else None,
+            )
+        if self.samples and len(self.task_cpu) == len(self.samples):
+            work = self.work_speedups()
+            every_task = [cpu for repetition in self.task_cpu for cpu in repetition]
+            out.update(
+                work_speedup=round(statistics.median(work), 2),
+                work_speedup_min=round(min(work), 2),
+                work_speedup_max=round(max(work), 2),
+                work_speedup_samples=[round(w, 3) for w in work],
+                task_cpu_samples_s=[round(sum(cpu), 4) for cpu in self.task_cpu],
+                task_cpu_median_s=round(statistics.median(every_task), 4),
             )
         return out
 
@@ -147,7 +179,7 @@ import workloads
 n, tasks = int(sys.argv[2]), int(sys.argv[3])
 print("ready", flush=True)
 for _ in sys.stdin:
-    print(json.dumps([workloads.spin(n) for _ in range(tasks)]), flush=True)
+    print(json.dumps([workloads.spin_timed(n) for _ in range(tasks)]), flush=True)
 """
 
 
@@ -185,7 +217,7 @@ def makeparallel_pool_warm(cfg: Config) -> Iterator[Runner]:
     pool = mp.Pool(workers=cfg.workers)
     try:
         mp.gather([pool.submit(workloads.nap, s) for s in cfg.naps()])
-        yield lambda: mp.gather([pool.submit(workloads.spin, n) for n in cfg.items()])
+        yield lambda: mp.gather([pool.submit(workloads.spin_timed, n) for n in cfg.items()])
     finally:
         pool.shutdown()
 
@@ -196,7 +228,7 @@ def makeparallel_decorator_warm(cfg: Config) -> Iterator[Runner]:
 
     mp.configure(workers=cfg.workers)  # a fresh default pool of N workers
     try:
-        spin = mp.parallel(workloads.spin)
+        spin = mp.parallel(workloads.spin_timed)
         nap = mp.parallel(workloads.nap)
         mp.gather([nap(s) for s in cfg.naps()])
         yield lambda: mp.gather([spin(n) for n in cfg.items()])
@@ -211,7 +243,7 @@ def makeparallel_map_warm(cfg: Config) -> Iterator[Runner]:
     mp.configure(workers=cfg.workers)
     try:
         mp.parallel_map(workloads.nap, cfg.naps(), chunksize=1)
-        yield lambda: mp.parallel_map(workloads.spin, cfg.items())
+        yield lambda: mp.parallel_map(workloads.spin_timed, cfg.items())
     finally:
         mp.configure()
 
@@ -222,7 +254,7 @@ def makeparallel_pool_cold(cfg: Config) -> Iterator[Runner]:
 
     def run() -> list[Any]:
         with mp.Pool(workers=cfg.workers) as pool:
-            return mp.gather([pool.submit(workloads.spin, n) for n in cfg.items()])
+            return mp.gather([pool.submit(workloads.spin_timed, n) for n in cfg.items()])
 
     yield run
 
@@ -231,7 +263,7 @@ def makeparallel_pool_cold(cfg: Config) -> Iterator[Runner]:
 def makeparallel_map_cold(cfg: Config) -> Iterator[Runner]:
     import makeparallel as mp
 
-    yield lambda: mp.parallel_map(workloads.spin, cfg.items(), workers=cfg.workers)
+    yield lambda: mp.parallel_map(workloads.spin_timed, cfg.items(), workers=cfg.workers)
 
 
 def _submit_all(
@@ -245,14 +277,14 @@ def _submit_all(
 def process_pool_executor_warm(cfg: Config) -> Iterator[Runner]:
     with concurrent.futures.ProcessPoolExecutor(max_workers=cfg.workers) as executor:
         _submit_all(executor, workloads.nap, cfg.naps())
-        yield lambda: _submit_all(executor, workloads.spin, cfg.items())
+        yield lambda: _submit_all(executor, workloads.spin_timed, cfg.items())
 
 
 @contextlib.contextmanager
 def process_pool_executor_cold(cfg: Config) -> Iterator[Runner]:
     def run() -> list[Any]:
         with concurrent.futures.ProcessPoolExecutor(max_workers=cfg.workers) as executor:
-            return _submit_all(executor, workloads.spin, cfg.items())
+            return _submit_all(executor, workloads.spin_timed, cfg.items())
 
     yield run
 
@@ -262,7 +294,7 @@ def multiprocessing_pool_warm(cfg: Config) -> Iterator[Runner]:
     pool = multiprocessing.Pool(cfg.workers)
     try:
         pool.map(workloads.nap, cfg.naps(), chunksize=1)
-        yield lambda: pool.map(workloads.spin, cfg.items(), chunksize=1)
+        yield lambda: pool.map(workloads.spin_timed, cfg.items(), chunksize=1)
     finally:
         pool.close()
         pool.join()
@@ -276,7 +308,8 @@ def joblib_warm(cfg: Config) -> Iterator[Runner]:
     # joblib keeps its loky workers alive between Parallel calls (the "reusable executor").
     try:
         Parallel(n_jobs=cfg.workers)(delayed(workloads.nap)(s) for s in cfg.naps())
-        yield lambda: Parallel(n_jobs=cfg.workers)(delayed(workloads.spin)(n) for n in cfg.items())
+        spin = delayed(workloads.spin_timed)
+        yield lambda: Parallel(n_jobs=cfg.workers)(spin(n) for n in cfg.items())
     finally:
         get_reusable_executor().shutdown(wait=True)
 
@@ -288,7 +321,7 @@ def loky_warm(cfg: Config) -> Iterator[Runner]:
     executor = get_reusable_executor(max_workers=cfg.workers)
     try:
         _submit_all(executor, workloads.nap, cfg.naps())
-        yield lambda: _submit_all(executor, workloads.spin, cfg.items())
+        yield lambda: _submit_all(executor, workloads.spin_timed, cfg.items())
     finally:
         executor.shutdown(wait=True)
 
@@ -305,7 +338,7 @@ def pebble_warm(cfg: Config) -> Iterator[Runner]:
 
     try:
         schedule_all(workloads.nap, cfg.naps())
-        yield lambda: schedule_all(workloads.spin, cfg.items())
+        yield lambda: schedule_all(workloads.spin_timed, cfg.items())
     finally:
         pool.close()  # type: ignore[no-untyped-call]
         pool.join()
@@ -317,7 +350,7 @@ def mpire_as_used(cfg: Config) -> Iterator[Runner]:
 
     def run() -> list[Any]:
         with WorkerPool(n_jobs=cfg.workers) as pool:
-            return list(pool.map(workloads.spin, cfg.items(), progress_bar=False))
+            return list(pool.map(workloads.spin_timed, cfg.items(), progress_bar=False))
 
     yield run
 
@@ -329,7 +362,7 @@ def mpire_keep_alive(cfg: Config) -> Iterator[Runner]:
     pool = WorkerPool(n_jobs=cfg.workers, keep_alive=True)
     try:
         pool.map(workloads.nap, cfg.naps(), chunk_size=1)
-        yield lambda: list(pool.map(workloads.spin, cfg.items(), progress_bar=False))
+        yield lambda: list(pool.map(workloads.spin_timed, cfg.items(), progress_bar=False))
     finally:
         pool.terminate()
 
@@ -464,6 +497,16 @@ class CpuMeter:
             row.capacity_s += capacity
 
 
+def task_cpu_seconds(results: Any, cfg: Config) -> list[float]:
+    """Check a run's ``spin_timed`` results; return each task's CPU seconds."""
+    pairs = [tuple(pair) for pair in results]  # lists after JSON, tuples otherwise
+    if [pair[:1] for pair in pairs] != [(cfg.expected,)] * cfg.tasks or any(
+        len(pair) != 2 or not isinstance(pair[1], float) for pair in pairs
+    ):
+        raise RuntimeError(f"wrong results: {pairs!r}")
+    return [float(pair[1]) for pair in pairs]
+
+
 def new_row(contender: Contender) -> Row:
     return Row(contender.key, contender.label, contender.mode, note=contender.note)
 
@@ -482,9 +525,8 @@ def measure(
             for _ in range(repetitions):
                 start = time.perf_counter()
                 results = run()
-                row.samples.append(time.perf_counter() - start)
-                if list(results) != [cfg.expected] * cfg.tasks:
-                    raise RuntimeError(f"wrong results: {list(results)!r}")
+                wall = time.perf_counter() - start
+                row.add(wall, task_cpu_seconds(results, cfg))
     except ImportError as exc:
         row.fail("skipped", f"not installed ({exc.name or exc})")
     except Exception as exc:
@@ -547,6 +589,7 @@ class OldRelease:
             Row("makeparallel_020_map", "makeparallel 0.2.0 parallel_map", "warm"),
         ]
         self.serial_there: list[float] = []
+        self.serial_work_there: list[float] = []  # the serial loop's work/wall there
         if python is None:
             for row in self.rows:
                 row.fail("unavailable", reason)
@@ -566,18 +609,30 @@ class OldRelease:
             if done.returncode != 0:
                 raise RuntimeError(f"exit status {done.returncode}: {done.stderr.strip()[-500:]}")
             report = json.loads(done.stdout.strip().splitlines()[-1])
-            samples = report["samples"]
-        except (OSError, subprocess.SubprocessError, RuntimeError, ValueError, IndexError) as exc:
+            samples, task_cpu = report["samples"], report["task_cpu"]
+        except (
+            OSError,
+            subprocess.SubprocessError,
+            RuntimeError,
+            ValueError,
+            IndexError,
+            KeyError,
+        ) as exc:
             for row in self.rows:
                 row.fail("error", f"{type(exc).__name__}: {exc}")
             return
         meter.add_to(self.rows)
         self.serial_there.extend(samples["serial"])
+        self.serial_work_there.extend(
+            sum(cpu) / wall for wall, cpu in zip(samples["serial"], task_cpu["serial"], strict=True)
+        )
         for row, api in zip(self.rows, self.APIS, strict=True):
-            row.samples.extend(samples[api])
+            for wall, cpu in zip(samples[api], task_cpu[api], strict=True):
+                row.add(wall, cpu)
             row.note = (
                 f"threads; separate venv (Python {report['python']}), where the serial loop "
-                f"took {statistics.median(self.serial_there):.3f} s"
+                f"took {statistics.median(self.serial_there):.3f} s "
+                f"({statistics.median(self.serial_work_there):.2f}x work/wall)"
             )
 
 
@@ -735,10 +790,13 @@ def run_cpu(
     if old is not None:
         rows.extend(old.rows)
     for row in rows:
-        _progress(row)
+        _progress(row, workers)
     serial_median = statistics.median(rows[0].samples) if rows[0].samples else None
     return {
-        "description": "CPU-bound speed-up: pure-Python arithmetic tasks, ratio to serial",
+        "description": (
+            "CPU-bound speed-up: pure-Python arithmetic tasks; work/wall (the tasks' own CPU "
+            "seconds per wall second) and the raw ratio to serial"
+        ),
         "tasks": TASKS,
         "loop_count": loop_count,
         "task_seconds": round(task_time, 4),
@@ -750,35 +808,75 @@ def run_cpu(
         ),
         "warmup": f"warm rows: one {WARMUP_NAP} s sleep task per worker, submitted together",
         "serial_median_s": None if serial_median is None else round(serial_median, 4),
+        "work_speedup_limit": workers,
+        "figures": {
+            "work_speedup": (
+                "per repetition: the sum of the tasks' CPU seconds (time.thread_time read inside "
+                "each task, in the process and thread that ran it) / the repetition's wall "
+                "seconds; median, min and max over the rounds; at most the number of workers"
+            ),
+            "speedup": (
+                "serial_median_s / the row's median_s; the serial loop and the pools' workers "
+                "are different processes, whose speed on the same loop can differ"
+            ),
+            "task_cpu_median_s": "median CPU seconds of one task, over all tasks of all rounds",
+        },
         "results": [row.summary(serial_median) for row in rows],
     }
 
 
-def _progress(row: Row) -> None:
+def _progress(row: Row, workers: int) -> None:
     if row.samples:
-        text = f"median {statistics.median(row.samples):.3f} s"
+        work = row.work_speedups()
+        text = (
+            f"median {statistics.median(row.samples):.3f} s, "
+            f"work/wall {statistics.median(work):.2f}x ({min(work):.2f}-{max(work):.2f})"
+        )
+        if max(work) > workers * LIMIT_SLACK:
+            text += f"  <- above the {workers}-worker limit"
     else:
         text = f"{row.status}: {row.note}"
     print(f"  {row.label} [{row.mode}]: {text}", file=sys.stderr)
 
 
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def markdown_table(cpu: dict[str, Any]) -> str:
+    """The table of a "cpu" benchmark result (older files without work/wall show "-")."""
     lines = [
-        "| Contender | Pool | Median (s) | Min (s) | Max (s) | Speed-up vs serial | Notes |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| Contender | Pool | Speed-up (work/wall) | Work/wall min-max | Speed-up vs serial "
+        "| CPU per task (s) | Median (s) | Min (s) | Max (s) | Notes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    limit = cpu.get("workers", 0) * LIMIT_SLACK
     for r in cpu["results"]:
+        notes = [r["note"].replace("|", "\\|")] if r["note"] else []
         if r["status"] == "ok":
-            figures = f"{r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | "
-            figures += f"{r['speedup']:.2f}x" if r["speedup"] is not None else "-"
+            work = r.get("work_speedup")
+            spread = "-"
+            if work is not None:
+                spread = f"{r['work_speedup_min']:.2f}-{r['work_speedup_max']:.2f}"
+            cpu_per_task = r.get("task_cpu_median_s")
+            figures = [
+                _times(work),
+                spread,
+                _times(r["speedup"]),
+                "-" if cpu_per_task is None else f"{cpu_per_task:.3f}",
+                f"{r['median_s']:.3f}",
+                f"{r['min_s']:.3f}",
+                f"{r['max_s']:.3f}",
+            ]
+            if work is not None and limit and r["work_speedup_max"] > limit:
+                notes.append(f"ABOVE THE {cpu['workers']}-WORKER LIMIT: check the measurement")
         else:
-            figures = f"- | - | - | {r['status']}"
-        note = r["note"].replace("|", "\\|")
+            figures = [r["status"], "-", "-", "-", "-", "-", "-"]
         share = r.get("foreign_cpu_share")
         if share is not None and share > BUSY_SHARE:
-            busy = f"BUSY MACHINE: {share:.0%} of the CPU time went to other processes"
-            note = f"{note}; {busy}" if note else busy
-        lines.append(f"| {r['label']} | {r['mode']} | {figures} | {note} |")
+            notes.append(f"BUSY MACHINE: {share:.0%} of the CPU time went to other processes")
+        cells = [r["label"], r["mode"], *figures, "; ".join(notes)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -793,8 +891,10 @@ def smoke() -> None:
     for contender in CONTENDERS:
         row = new_row(contender)
         measure(contender, cfg, row, strict=True)
-        if row.status == "ok" and len(row.samples) != 1:
+        if row.status == "ok" and (len(row.samples) != 1 or len(row.task_cpu) != 1):
             raise AssertionError(f"{contender.key}: expected one timing, got {row.samples}")
+        if row.status == "ok" and not all(cpu > 0 for cpu in row.task_cpu[0]):
+            raise AssertionError(f"{contender.key}: task CPU times {row.task_cpu[0]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -859,7 +959,7 @@ def main(argv: list[str] | None = None) -> int:
     machine["load_average_before"] = [round(x, 2) for x in load_before]
     machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     report = {
-        "schema": 1,
+        "schema": 2,  # 2 added the work/wall fields
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", "benchmarks/run.py", *(argv or sys.argv[1:])]),
         "mode": "quick" if args.quick else "full",

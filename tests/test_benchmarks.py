@@ -21,8 +21,9 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ["run.py", "--smoke"],
         ["lifecycle.py", "--smoke"],
         ["start_methods.py", "--repeats", "1"],
+        ["failure_modes.py", "--wait", "1"],
     ],
-    ids=["cpu-and-peers", "lifecycle", "start-methods"],
+    ids=["cpu-and-peers", "lifecycle", "start-methods", "failure-modes"],
 )
 def test_benchmark_script_runs(command: list[str]) -> None:
     result = subprocess.run(
