@@ -400,28 +400,9 @@ def imap(
     own_pool, own_backend, own_timeout = _pool_options(fn)
     if item_timeout is None:
         item_timeout = own_timeout
-    if workers is None:
-        pool = own_pool or default_pool(own_backend)
-        return _with_bar(
-            lambda bar: _mapping.imap(
-                pool,
-                fn,
-                iterable,
-                chunksize=chunksize,
-                ordered=ordered,
-                on_error=on_error,
-                item_timeout=item_timeout,
-                on_items_done=bar,
-            ),
-            iterable if _progress else None,
-        )
-    # A pool of its own, created at the first next() so an iterator that is
-    # never used starts no worker.
-    _mapping.check_map_arguments(fn, chunksize, on_error)
-    backend = own_backend if own_backend is not None else _default_backend
-    return _with_own_pool(
-        lambda: Pool(workers=workers, backend=backend),
-        lambda pool, bar: _mapping.imap(
+
+    def start(pool: Pool, bar: ItemsDone) -> Iterator[Any]:
+        return _mapping.imap(
             pool,
             fn,
             iterable,
@@ -430,9 +411,17 @@ def imap(
             on_error=on_error,
             item_timeout=item_timeout,
             on_items_done=bar,
-        ),
-        iterable if _progress else None,
-    )
+        )
+
+    bar_over = iterable if _progress else None
+    if workers is None:
+        pool = own_pool or default_pool(own_backend)
+        return _with_bar(lambda bar: start(pool, bar), bar_over)
+    # A pool of its own, created at the first next() so an iterator that is
+    # never used starts no worker.
+    _mapping.check_map_arguments(fn, chunksize, on_error)
+    backend = own_backend if own_backend is not None else _default_backend
+    return _with_own_pool(lambda: Pool(workers=workers, backend=backend), start, bar_over)
 
 
 ItemsDone = Callable[[int], object] | None

@@ -60,15 +60,9 @@ class TaskError(Exception):
 class TaskTimeoutError(TaskError, TimeoutError):
     """The task ran past its deadline and was stopped."""
 
-    def __str__(self) -> str:
-        return self.message
-
 
 class TaskCancelledError(TaskError, concurrent.futures.CancelledError):
     """The task was cancelled before it could finish."""
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class WorkerCrashedError(TaskError):
@@ -81,22 +75,13 @@ class WorkerCrashedError(TaskError):
     exitcode: int | None = None
     signal_name: str | None = None
 
-    def __str__(self) -> str:
-        return self.message
-
 
 class CircuitOpenError(TaskError):
     """The function's circuit breaker is open: the call failed at once without running."""
 
-    def __str__(self) -> str:
-        return self.message
-
 
 class SerializationError(TaskError, TypeError):
     """An argument, a function or a result could not be pickled (or unpickled)."""
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class RemoteTraceback(Exception):

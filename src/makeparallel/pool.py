@@ -408,6 +408,8 @@ class Pool(concurrent.futures.Executor):
             raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
+            if self._state == _CLOSED:
+                return  # shutting down twice is harmless (atexit does it again)
             if self._state == _RUNNING:
                 self._state = _CLOSING
             cancelled: list[Task] = []
@@ -453,7 +455,12 @@ class Pool(concurrent.futures.Executor):
 
     def _close_engine_if_idle(self) -> None:
         with self._lock:
-            close = not self._pending and not self._running and not self._engine_closed
+            close = (
+                not self._pending
+                and not self._running
+                and not self._retrying
+                and not self._engine_closed
+            )
             if close:
                 self._engine_closed = True
         if close:

@@ -134,6 +134,7 @@ class ProcessBackend(Backend):
         os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
         self._commands: deque[Callable[[], None]] = deque()
+        self._wake_closed = False
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
         self._backlog: deque[Task] = deque()
@@ -205,6 +206,8 @@ class ProcessBackend(Backend):
         return True
 
     def close(self, deadline: float | None, wait: bool = True) -> None:
+        if not self._thread.is_alive():
+            return  # already closed: its wake-up pipe is gone
         with self._lock:
             first = not self._closing
             self._closing = True  # from now on no worker is replaced
@@ -245,11 +248,12 @@ class ProcessBackend(Backend):
                 return
             if rest:
                 worker.outbox = rest
-                self._watch_writes(worker)
+        if rest:
+            self._watch_writes(worker)  # outside the lock: it may queue an I/O-thread command
 
     def _watch_writes(self, worker: _Worker) -> None:
         def register() -> None:
-            if not worker.dead:
+            if not worker.dead and worker.outbox:
                 self._selector.modify(
                     worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, ("sock", worker)
                 )
@@ -261,11 +265,14 @@ class ProcessBackend(Backend):
 
     def _call(self, command: Callable[[], None]) -> None:
         """Run ``command`` on the I/O thread."""
-        self._commands.append(command)
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full (a wake-up is pending anyway) or closed
+        with self._lock:
+            if self._wake_closed:
+                return  # the I/O thread has ended; there is nothing left to do
+            self._commands.append(command)
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full: a wake-up is pending anyway
 
     # -- the I/O thread ------------------------------------------------------
 
@@ -553,8 +560,10 @@ class ProcessBackend(Backend):
             if worker.pidfd is not None:
                 os.close(worker.pidfd)
         self._selector.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        with self._lock:
+            self._wake_closed = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
 
 def _nothing() -> None:
