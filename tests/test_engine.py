@@ -1,0 +1,126 @@
+"""Engine choices: CPU sizing, nested parallelism, interpreter-level details."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import makeparallel as mp
+from makeparallel._sizing import cgroup_cpu_quota, usable_cpus
+
+DEADLINE = 30.0
+
+
+def write(root: Path, relative: str, text: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_cgroup_v2_quota_is_read(tmp_path: Path) -> None:
+    write(tmp_path, "cpu.max", "150000 100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 1.5
+
+
+def test_cgroup_v2_without_a_limit(tmp_path: Path) -> None:
+    write(tmp_path, "cpu.max", "max 100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+
+
+def test_cgroup_v1_quota_is_read(tmp_path: Path) -> None:
+    write(tmp_path, "cpu.cfs_quota_us", "50000\n")
+    write(tmp_path, "cpu.cfs_period_us", "100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 0.5
+    write(tmp_path, "cpu.cfs_quota_us", "-1\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+
+
+def test_usable_cpus_follows_the_affinity_mask() -> None:
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    code = textwrap.dedent(
+        """
+        import os
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        import makeparallel as mp
+        from makeparallel._sizing import usable_cpus
+        pool = mp.Pool(backend="thread")
+        print(usable_cpus(), pool.workers)
+        pool.shutdown()
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["1", "1"]
+
+
+def test_default_pool_size_is_the_usable_cpus() -> None:
+    with mp.Pool(backend="thread") as pool:
+        assert pool.workers == usable_cpus()
+
+
+def test_parallel_inside_a_worker_runs_inline(tmp_path: Path) -> None:
+    helper = tmp_path / "tests_nested_helper.py"
+    helper.write_text(
+        textwrap.dedent(
+            """
+            import os
+            import makeparallel as mp
+
+            @mp.parallel
+            def inner_square(x):
+                return os.getpid(), x * x
+            """
+        )
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with mp.Pool(workers=1, backend="process") as pool:
+            pid, _, results = pool.submit(nested_sum_pids, 4).result(timeout=DEADLINE)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("tests_nested_helper", None)
+    assert pid != os.getpid()
+    assert [square for _, square in results] == [0, 1, 4, 9]
+    assert {inner_pid for inner_pid, _ in results} == {pid}  # no grand-child processes
+
+
+def nested_sum_pids(n: int) -> tuple[int, None, list[tuple[int, int]]]:
+    """Calls a @parallel function from inside a worker: it must run inline there."""
+    from tests_nested_helper import inner_square
+
+    handles = [inner_square(i) for i in range(n)]
+    return os.getpid(), None, [h.result(timeout=DEADLINE) for h in handles]
+
+
+def test_doctor_reports_and_passes() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "makeparallel", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usable CPUs" in result.stdout
+    assert "smoke test   ok" in result.stdout
+
+
+def test_demo_runs_and_reports_a_speed_up() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "makeparallel", "demo", "--blocks", "4", "--block-size", "2000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "serial:" in result.stdout
+    assert "parallel:" in result.stdout
+    assert "speed-up:" in result.stdout
