@@ -348,3 +348,27 @@ def test_workers_that_cannot_start_fail_the_tasks_instead_of_looping(
             later.result(timeout=DEADLINE)
     finally:
         pool.shutdown(timeout=5)
+
+
+def test_a_failing_io_thread_still_ends_every_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = mp.Pool(workers=1, backend="process")
+    try:
+        running = pool.submit(block_then_return, str(tmp_path / "go"), 1)
+        queued = [pool.submit(square, i) for i in range(3)]
+        wait_until(running.running, what="the first task to start")
+
+        def broken_frame(*args: object) -> None:
+            raise RuntimeError("a bug in the I/O thread")
+
+        monkeypatch.setattr(pool._backend, "_on_frame", broken_frame)
+        (tmp_path / "go").touch()  # its result arrives, and handling it fails
+        with pytest.raises(mp.TaskError):
+            running.result(timeout=DEADLINE)
+        for handle in queued:
+            with pytest.raises(mp.TaskError, match="I/O thread failed"):
+                handle.result(timeout=DEADLINE)
+        assert "I/O thread failed" in caplog.text
+    finally:
+        pool.shutdown(timeout=5)

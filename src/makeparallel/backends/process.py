@@ -551,8 +551,15 @@ class ProcessBackend(Backend):
                 _kill(worker)
 
     def _teardown(self) -> None:
+        # After a normal close no worker is left; after a failure of this thread,
+        # the tasks still on workers must end too, or their callers would wait forever.
         with self._lock:
             workers = list(self._workers)
+            self._workers.clear()
+            self._idle.clear()
+            backlog = list(self._backlog)
+            self._backlog.clear()
+        orphaned = [w.task for w in workers if w.task is not None] + backlog
         for worker in workers:
             _kill(worker)
             _reap(worker.proc)
@@ -560,6 +567,15 @@ class ProcessBackend(Backend):
             if worker.pidfd is not None:
                 os.close(worker.pidfd)
         self._selector.close()
+        for task in orphaned:
+            self._sink.finished(
+                task,
+                False,
+                TaskError(
+                    f"{task.describe()} was lost: pool {self.pool_name!r} stopped its workers",
+                    **task.context(),
+                ),
+            )
         with self._lock:
             self._wake_closed = True
             os.close(self._wake_r)
