@@ -112,6 +112,20 @@ def test_doctor_reports_and_passes() -> None:
     assert "smoke test   ok" in result.stdout
 
 
+def test_bench_command_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "makeparallel", "bench", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "makeparallel Pool" in result.stdout
+    assert "ProcessPoolExecutor" in result.stdout
+    assert "round trip" in result.stdout
+
+
 def test_demo_runs_and_reports_a_speed_up() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "makeparallel", "demo", "--blocks", "4", "--block-size", "2000"],

@@ -1,4 +1,4 @@
-"""``python -m makeparallel demo | doctor``."""
+"""``python -m makeparallel demo | bench | doctor``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="show the speed-up on this machine (< 1 minute)")
     demo.add_argument("--blocks", type=int, default=None, help="number of work blocks")
     demo.add_argument("--block-size", type=int, default=None, help="numbers per block")
+    bench = commands.add_parser("bench", help="a quick speed check of this machine (< 1 minute)")
+    bench.add_argument("--rounds", type=int, default=3, help="repetitions (median is shown)")
     commands.add_parser("doctor", help="print what makeparallel sees on this machine")
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -21,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
             blocks=args.blocks or _demo.BLOCKS, block_size=args.block_size or _demo.BLOCK_SIZE
         )
         return 0
+    if args.command == "bench":
+        from . import _bench
+
+        return _bench.run(rounds=max(1, args.rounds))
     from . import _doctor
 
     return _doctor.run()
