@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -372,3 +373,35 @@ def test_a_failing_io_thread_still_ends_every_task(
         assert "I/O thread failed" in caplog.text
     finally:
         pool.shutdown(timeout=5)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _children() -> int:
+    me, count = str(os.getpid()), 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            count += fields[1] == me
+    return count
+
+
+@pytest.mark.parametrize("backend", ["process", "thread", "serial"])
+def test_no_leaks_across_100_pool_lifecycles(backend: str) -> None:
+    def lifecycle() -> None:
+        pool = mp.Pool(workers=2, backend=backend)
+        timed = mp.parallel(square).options(pool=pool, timeout=30)
+        assert timed(3).result(timeout=DEADLINE) == 9
+        pool.shutdown()
+
+    lifecycle()  # the first one may load modules and open the lifeline pipe
+    before = (_open_fds(), threading.active_count(), _children())
+    for _ in range(100):
+        lifecycle()
+    assert (_open_fds(), threading.active_count(), _children()) == before

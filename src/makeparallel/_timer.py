@@ -67,6 +67,9 @@ class Timer:
             self._closed = True
             self._heap.clear()
             self._wake.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     def _loop(self) -> None:
         while True:
