@@ -44,9 +44,9 @@ _CHUNKS_PER_WORKER = 4
 
 @dataclass
 class _Chunk:
-    handle: Handle[list[tuple[bool, Any]]]
+    handle: Handle[tuple[list[Any], dict[int, BaseException]]]
     first_index: int
-    items: list[tuple[Any, ...]]
+    items: list[Any]
     single: bool  # a retry of one item: its failure is that item's outcome
 
 
@@ -154,8 +154,8 @@ def _results(
     next_index = 0
     exhausted = False
 
-    def submit(first: int, batch: list[tuple[Any, ...]], single: bool) -> _Chunk:
-        handle = pool._submit_chunk(fn, batch, first, fn_data, item_timeout)
+    def submit(first: int, batch: list[Any], single: bool) -> _Chunk:
+        handle = pool._submit_chunk(fn, batch, first, fn_data, item_timeout, star)
         chunk = _Chunk(handle, first, batch, single)
         if not ordered:
             chunk.handle.add_done_callback(lambda _: completed.put(chunk))
@@ -164,11 +164,10 @@ def _results(
     def refill() -> None:
         nonlocal next_index, exhausted
         while not exhausted and len(in_flight) < window:
-            raw = list(islice(items, sizer.size))
-            if not raw:
+            batch = list(islice(items, sizer.size))
+            if not batch:
                 exhausted = True
                 return
-            batch = [tuple(item) for item in raw] if star else [(item,) for item in raw]
             in_flight.append(submit(next_index, batch, single=len(batch) == 1))
             next_index += len(batch)
 
@@ -210,18 +209,25 @@ def _results(
                 for offset, retry in enumerate(retries):
                     in_flight.insert(position + offset, retry)
                 continue
-            outcomes = [(False, error)] if error is not None else chunk.handle.result()
+            if error is not None:
+                values, errors = [None], {0: error}
+            else:
+                values, errors = chunk.handle.result()
             sizer.observe(len(chunk.items), chunk.handle.elapsed)
             refill()
             if on_items_done is not None:
-                on_items_done(len(outcomes))
-            for ok, value in outcomes:
-                if ok:
+                on_items_done(len(values))
+            if not errors:
+                yield from values
+                continue
+            for offset, value in enumerate(values):
+                failure = errors.get(offset)
+                if failure is None:
                     yield value
                 elif on_error == "raise":
-                    raise value
+                    raise failure
                 elif on_error == "return":
-                    yield value
+                    yield failure
     except KeyboardInterrupt:
         _cancel(in_flight, running_too=True)
         raise

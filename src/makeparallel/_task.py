@@ -34,13 +34,19 @@ def next_task_id() -> int:
 
 @dataclass(eq=False)
 class Task:
-    """One unit of work. ``items`` is set for a map chunk: ``fn`` runs once per item."""
+    """One unit of work.
+
+    ``items`` is set for a map chunk: ``fn(item)`` runs once per item (``fn(*item)``
+    when ``star``), and the task's value is ``(values, errors)``: the results in
+    item order (``None`` where an item failed) and ``{offset: exception}``.
+    """
 
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     handle: Handle[Any]
-    items: list[tuple[Any, ...]] | None = None
+    items: list[Any] | None = None
+    star: bool = False
     first_index: int = 0
     timeout: float | None = None
     retry: Retry | None = None
@@ -110,11 +116,11 @@ def _pid_of(worker: str | None) -> int | None:
 def context_note(task: Task, worker: str | None, item: int | None = None) -> str:
     where = f"in worker {worker}" if worker else "inline"
     what = f"item {item} of a map over {task.function_name()}" if item is not None else None
-    args = (
-        _serialize.short_call_repr(task.items[item - task.first_index], {})
-        if task.items is not None and item is not None
-        else _serialize.short_call_repr(task.args, task.kwargs)
-    )
+    if task.items is not None and item is not None:
+        value = task.items[item - task.first_index]
+        args = _serialize.short_call_repr(tuple(value) if task.star else (value,), {})
+    else:
+        args = _serialize.short_call_repr(task.args, task.kwargs)
     attempt = task.attempt
     label = what or f"{task.function_name()}{args}"
     return f"makeparallel: {task.describe()} failed {where}, attempt {attempt}: {label}" + (

@@ -122,7 +122,8 @@ def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[_w
         if kind == _wire.TASK:
             args, kwargs = payload
             return _run_call(task_id, fn, args, kwargs)
-        return _run_items(task_id, fn, payload)
+        star, items = payload
+        return _run_items(task_id, fn, star, items)
     finally:
         task_api.leave(context, token)  # the last progress value goes out before the result
 
@@ -156,30 +157,28 @@ def _run_call(
 
 
 def _run_items(
-    task_id: int, fn: Callable[..., Any], items: list[tuple[Any, ...]]
+    task_id: int, fn: Callable[..., Any], star: bool, items: list[Any]
 ) -> list[_wire.Buffer]:
-    outcomes: list[tuple[bool, Any]] = []
-    for args in items:
+    values: list[Any] = []
+    errors: dict[int, bytes] = {}
+    append = values.append
+    for offset, item in enumerate(items):
         try:
-            outcomes.append((True, fn(*args)))
+            append(fn(*item) if star else fn(item))
         except BaseException as exc:
-            outcomes.append((False, remote_error(exc, "run")))
+            append(None)
+            errors[offset] = remote_error(exc, "run")
     try:
-        data = _serialize.dumps(outcomes)
+        data = _serialize.dumps((values, errors))
     except BaseException:
-        data = _serialize.dumps([_dumpable(outcome) for outcome in outcomes])
+        for offset, value in enumerate(values):
+            try:
+                _serialize.dumps(value)
+            except BaseException as exc:
+                values[offset] = None
+                errors[offset] = remote_error(exc, "dump", value)
+        data = _serialize.dumps((values, errors))
     return _wire.frame(_wire.CHUNK_RESULT, task_id, (data,))
-
-
-def _dumpable(outcome: tuple[bool, Any]) -> tuple[bool, Any]:
-    ok, value = outcome
-    if not ok:
-        return outcome
-    try:
-        _serialize.dumps(value)
-    except BaseException as exc:
-        return False, remote_error(exc, "dump", value)
-    return outcome
 
 
 def remote_error(exc: BaseException, phase: str, value: object = None) -> bytes:

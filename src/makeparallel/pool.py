@@ -160,14 +160,15 @@ class Pool(concurrent.futures.Executor):
     def _submit_chunk(
         self,
         fn: Callable[..., Any],
-        items: list[tuple[Any, ...]],
+        items: list[Any],
         first_index: int,
         fn_data: bytes | None,
         item_timeout: float | None = None,
-    ) -> Handle[list[tuple[bool, Any]]]:
-        """One task that runs ``fn(*item)`` for each item; its value is ``[(ok, value), ...]``."""
+        star: bool = False,
+    ) -> Handle[tuple[list[Any], dict[int, BaseException]]]:
+        """One task running ``fn`` on each item; its value is ``(values, {offset: error})``."""
         self._check_open()
-        handle: Handle[list[tuple[bool, Any]]] = Handle(
+        handle: Handle[tuple[list[Any], dict[int, BaseException]]] = Handle(
             next_task_id(), _short_name(fn), None, self._cancel_running
         )
         timeout = None if item_timeout is None else item_timeout * len(items)
@@ -177,6 +178,7 @@ class Pool(concurrent.futures.Executor):
             {},
             handle,
             items=items,
+            star=star,
             first_index=first_index,
             fn_data=fn_data,
             timeout=timeout,

@@ -11,7 +11,7 @@ from .._task import Task, annotate, context_note
 def run_here(task: Task, worker: str | None) -> tuple[bool, Any]:
     """Run ``task`` now, inside its task context; returns ``(True, value)`` or ``(False, exc)``.
 
-    A map chunk always "succeeds" with a list of per-item ``(ok, value)``.
+    A map chunk always "succeeds" with ``(values, {offset: exception})``.
     """
     handle = task.handle
     context, token = task_api.enter(
@@ -35,11 +35,13 @@ def _call(task: Task, worker: str | None) -> tuple[bool, Any]:
             return True, task.fn(*task.args, **task.kwargs)
         except BaseException as exc:
             return False, annotate(exc, context_note(task, worker))
-    outcomes: list[tuple[bool, Any]] = []
+    fn, star = task.fn, task.star
+    values: list[Any] = []
+    errors: dict[int, BaseException] = {}
     for offset, item in enumerate(task.items):
         try:
-            outcomes.append((True, task.fn(*item)))
+            values.append(fn(*item) if star else fn(item))
         except BaseException as exc:
-            note = context_note(task, worker, task.first_index + offset)
-            outcomes.append((False, annotate(exc, note)))
-    return True, outcomes
+            values.append(None)
+            errors[offset] = annotate(exc, context_note(task, worker, task.first_index + offset))
+    return True, (values, errors)

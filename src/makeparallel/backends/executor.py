@@ -17,14 +17,16 @@ from .._task import Task, annotate, context_note
 from .base import Backend, Sink
 
 
-def _run_items(fn: Any, items: list[tuple[Any, ...]]) -> list[tuple[bool, Any]]:
-    outcomes: list[tuple[bool, Any]] = []
-    for item in items:
+def _run_items(fn: Any, star: bool, items: list[Any]) -> tuple[list[Any], dict[int, BaseException]]:
+    values: list[Any] = []
+    errors: dict[int, BaseException] = {}
+    for offset, item in enumerate(items):
         try:
-            outcomes.append((True, fn(*item)))
+            values.append(fn(*item) if star else fn(item))
         except Exception as exc:
-            outcomes.append((False, exc))
-    return outcomes
+            values.append(None)
+            errors[offset] = exc
+    return values, errors
 
 
 class ExecutorBackend(Backend):
@@ -46,7 +48,7 @@ class ExecutorBackend(Backend):
             if task.items is None:
                 future = self.executor.submit(task.fn, *task.args, **task.kwargs)
             else:
-                future = self.executor.submit(_run_items, task.fn, task.items)
+                future = self.executor.submit(_run_items, task.fn, task.star, task.items)
             future.add_done_callback(functools.partial(self._done, task))
 
     def _done(self, task: Task, future: concurrent.futures.Future[Any]) -> None:
@@ -56,13 +58,15 @@ class ExecutorBackend(Backend):
             self._sink.finished(task, False, annotate(exc, context_note(task, task.worker)))
             return
         if task.items is not None:
-            value = [
-                (
-                    ok,
-                    v if ok else annotate(v, context_note(task, task.worker, task.first_index + i)),
-                )
-                for i, (ok, v) in enumerate(value)
-            ]
+            values, errors = value
+            base = task.first_index
+            value = (
+                values,
+                {
+                    i: annotate(e, context_note(task, task.worker, base + i))
+                    for i, e in errors.items()
+                },
+            )
         self._sink.finished(task, True, value)
 
     def close(self, deadline: float | None, wait: bool = True) -> None:

@@ -158,7 +158,9 @@ class ProcessBackend(Backend):
             except Exception as problem:
                 raise unpicklable_function(task, problem) from problem
         try:
-            payload: object = task.items if task.items is not None else (task.args, task.kwargs)
+            payload: object = (
+                (task.star, task.items) if task.items is not None else (task.args, task.kwargs)
+            )
             task.args_data = _serialize.dumps(payload)
         except Exception as problem:
             raise unpicklable_arguments(task, problem) from problem
@@ -420,11 +422,12 @@ class ProcessBackend(Backend):
                 **task.context(worker.label),
             )
         if kind == _wire.CHUNK_RESULT:
+            values, blobs = value
             base = task.first_index
-            value = [
-                (ok, v if ok else from_remote(task, v, worker.label, base + i))
-                for i, (ok, v) in enumerate(value)
-            ]
+            errors = {
+                i: from_remote(task, blob, worker.label, base + i) for i, blob in blobs.items()
+            }
+            value = (values, errors)
         return True, value
 
     def _worker_free(self, worker: _Worker) -> None:
