@@ -19,7 +19,7 @@ def hang() -> None:
 def step(i: int) -> int:
     """About 10 microseconds of pure-Python work: one step of a 1-second task."""
     total = 0
-    for j in range(120):
+    for j in range(240):
         total += (i ^ j) % 7
     return total
 

@@ -48,11 +48,8 @@ class _ProgressThrottle:
         self._last_sent = 0.0
         self._pending: tuple[float, str | None] | None = None
 
-    def report(self, value: float, message: str | None) -> None:
-        now = _monotonic()
-        if now - self._last_sent < PROGRESS_INTERVAL:
-            self._pending = (value, message)
-            return
+    def send(self, now: float, value: float, message: str | None) -> None:
+        """Deliver ``value`` now (``report_progress`` keeps the newer ones in ``_pending``)."""
         self._last_sent = now
         self._pending = None
         self._sink(value, message)
@@ -118,20 +115,19 @@ def report_progress(done: float, total: float | None = None, *, message: str | N
     The value must be a finite fraction in [0, 1] (or ``0 <= done <= total``).
     It shows as ``handle.progress`` and fires ``handle.on_progress`` callbacks.
     """
-    # The common case is checked first and cheaply: tight loops call this a lot.
-    kind = type(done)
-    if total is None and (kind is float or kind is int) and 0 <= done <= 1:
+    # Tight loops call this a lot: the common cases are checked first, cheaply,
+    # and anything unusual goes to _fraction, which accepts it or names the problem.
+    if total is None:
         fraction = done
-    elif (
-        total is not None
-        and (kind is int or kind is float)
-        and (type(total) is int or type(total) is float)
-        and 0 <= done <= total < math.inf
-        and total > 0
-    ):
-        fraction = done / total
+    elif type(total) is int and total > 0:
+        try:
+            fraction = done / total
+        except TypeError:
+            fraction = _fraction(done, total)
     else:
-        fraction = _fraction(done, total)  # the slow path, which names the problem
+        fraction = _fraction(done, total)
+    if (type(fraction) is not float and type(fraction) is not int) or not 0 <= fraction <= 1:
+        fraction = _fraction(done, total)
     if message is not None and type(message) is not str:
         raise TypeError(f"message must be a string or None, got {type(message).__name__}")
     context = _current.get()
@@ -142,7 +138,11 @@ def report_progress(done: float, total: float | None = None, *, message: str | N
         )
     throttle = context._progress
     if throttle is not None:
-        throttle.report(fraction, message)
+        now = _monotonic()
+        if now - throttle._last_sent < PROGRESS_INTERVAL:
+            throttle._pending = (fraction, message)
+        else:
+            throttle.send(now, fraction, message)
 
 
 def _fraction(done: float, total: float | None) -> float:
