@@ -44,6 +44,9 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
             os._exit(0)
         config = _serialize.loads(first[2])
         sys.path[:] = config["sys_path"]
+        if config["initializer"] is not None:
+            initializer, initargs = _serialize.loads(config["initializer"])
+            initializer(*initargs)
         _wire.send_all(sock, _wire.frame(_wire.READY, os.getpid(), ()))
     except BaseException:
         import traceback

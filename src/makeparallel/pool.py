@@ -35,7 +35,7 @@ from ._sizing import usable_cpus
 from ._task import Task, next_task_id, qualified_name
 from ._timer import Timer
 from .backends import create_backend, resolve_kind
-from .backends.base import Backend
+from .backends.base import Backend, WorkerSetup
 from .errors import (
     CircuitOpenError,
     SerializationError,
@@ -65,9 +65,12 @@ def check_workers(value: object, parameter: str = "workers") -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{parameter} must be a whole number >= 1 or None, got {value!r}")
     if value < 1:
-        raise ValueError(
-            f"{parameter} must be >= 1, got {value}; leave it as None to use every usable CPU"
+        hint = (
+            "leave it as None to use every usable CPU"
+            if parameter == "workers"
+            else ("use None for no limit")
         )
+        raise ValueError(f"{parameter} must be >= 1, got {value}; {hint}")
     return value
 
 
@@ -80,6 +83,12 @@ class Pool(concurrent.futures.Executor):
     to hand the work to. ``workers`` defaults to the CPUs this process may
     use (CPU affinity and cgroup quota). Worker processes start when the pool
     is created.
+
+    ``initializer(*initargs)`` runs once in every worker before its first
+    task; if it fails, workers are not restarted forever: after three failed
+    starts in a row the queued tasks fail with a ``TaskError`` quoting the
+    error. ``max_tasks_per_worker`` replaces a worker after that many tasks
+    (against slow leaks in the code it runs).
     """
 
     def __init__(
@@ -87,10 +96,23 @@ class Pool(concurrent.futures.Executor):
         workers: int | None = None,
         backend: str | concurrent.futures.Executor = "auto",
         name: str | None = None,
+        *,
+        max_tasks_per_worker: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
     ) -> None:
         count = check_workers(workers) or usable_cpus()
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {type(name).__name__}")
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable or None, got {initializer!r}")
+        if isinstance(initargs, str | bytes) or not isinstance(initargs, Iterable):
+            raise TypeError(f"initargs must be a tuple of arguments, got {initargs!r}")
+        setup = WorkerSetup(
+            initializer=initializer,
+            initargs=tuple(initargs),
+            max_tasks=check_workers(max_tasks_per_worker, "max_tasks_per_worker"),
+        )
         self.name = name or f"makeparallel-{next(_pool_numbers)}"
         self.workers = count
         self._lock = threading.Lock()
@@ -102,7 +124,7 @@ class Pool(concurrent.futures.Executor):
         self._state = _RUNNING
         self._broken: BaseException | None = None
         self._engine_closed = False
-        self._backend: Backend = create_backend(backend, count, self.name)
+        self._backend: Backend = create_backend(backend, count, self.name, setup)
         self.backend = self._backend.kind if not isinstance(backend, str) else resolve_kind(backend)
         self._backend.start(self)
         _track(self)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 
-from .base import Backend
+from .base import NO_SETUP, Backend, WorkerSetup
 
 ENGINE_NAMES = ("auto", "process", "thread", "serial", "interpreter")
 
@@ -27,8 +27,18 @@ def resolve_kind(spec: str) -> str:
 
 
 def create_backend(
-    spec: str | concurrent.futures.Executor, workers: int, pool_name: str
+    spec: str | concurrent.futures.Executor,
+    workers: int,
+    pool_name: str,
+    setup: WorkerSetup = NO_SETUP,
 ) -> Backend:
+    if (isinstance(spec, concurrent.futures.Executor) or spec == "interpreter") and (
+        setup != NO_SETUP
+    ):
+        raise ValueError(
+            "initializer and max_tasks_per_worker apply to makeparallel's own process "
+            "and thread workers; configure them on the executor you pass instead"
+        )
     if isinstance(spec, concurrent.futures.Executor):
         from .executor import ExecutorBackend
 
@@ -42,15 +52,20 @@ def create_backend(
     if kind == "process":
         from .process import ProcessBackend
 
-        return ProcessBackend(workers, pool_name)
+        return ProcessBackend(workers, pool_name, setup)
     if kind == "thread":
         from .thread import ThreadBackend
 
-        return ThreadBackend(workers, pool_name)
+        return ThreadBackend(workers, pool_name, setup)
     if kind == "serial":
+        if setup.max_tasks is not None:
+            raise ValueError(
+                "max_tasks_per_worker recycles worker processes or threads; the serial "
+                "engine runs tasks in the calling thread and has no worker to recycle"
+            )
         from .serial import SerialBackend
 
-        return SerialBackend(workers, pool_name)
+        return SerialBackend(workers, pool_name, setup)
     return _interpreter_backend(workers, pool_name)
 
 

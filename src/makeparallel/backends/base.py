@@ -9,6 +9,8 @@ work so an idle engine knows to pull.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._task import Task
@@ -29,12 +31,29 @@ class Sink(Protocol):
         """The engine cannot run anything any more (its workers cannot start)."""
 
 
+@dataclass(frozen=True)
+class WorkerSetup:
+    """How each worker starts and how long it lives."""
+
+    initializer: Callable[..., object] | None = None
+    initargs: tuple[Any, ...] = ()
+    max_tasks: int | None = None  # recycle a worker after this many tasks
+
+    def run_initializer(self) -> None:
+        if self.initializer is not None:
+            self.initializer(*self.initargs)
+
+
+NO_SETUP = WorkerSetup()
+
+
 class Backend(abc.ABC):
     kind: str = ""
 
-    def __init__(self, workers: int, pool_name: str) -> None:
+    def __init__(self, workers: int, pool_name: str, setup: WorkerSetup = NO_SETUP) -> None:
         self.workers = workers
         self.pool_name = pool_name
+        self.setup = setup
 
     @abc.abstractmethod
     def start(self, sink: Sink) -> None: ...

@@ -104,8 +104,10 @@ class _Worker:
         "proc",
         "reader",
         "ready",
+        "retiring",
         "sock",
         "task",
+        "tasks_done",
     )
 
     def __init__(self, index: int, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
@@ -120,6 +122,8 @@ class _Worker:
         self.task: Task | None = None
         self.label = f"pid {proc.pid}"
         self.boot_error = ""
+        self.tasks_done = 0
+        self.retiring = False  # recycled after max_tasks_per_worker tasks
 
 
 class ProcessBackend(Backend):
@@ -127,6 +131,16 @@ class ProcessBackend(Backend):
 
     def start(self, sink: Sink) -> None:
         self._sink = sink
+        self._initializer: bytes | None = None
+        if self.setup.initializer is not None:
+            try:
+                self._initializer = _serialize.dumps((self.setup.initializer, self.setup.initargs))
+            except Exception as problem:
+                raise SerializationError(
+                    f"pool {self.pool_name!r}: its initializer or initargs cannot be sent to "
+                    f"worker processes ({type(problem).__name__}: {problem}); define the "
+                    "initializer at module level and pass plain data"
+                ) from problem
         self._lock = threading.Lock()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
@@ -349,6 +363,7 @@ class ProcessBackend(Backend):
             "sys_path": [p or os.getcwd() for p in sys.path],
             "pool": self.pool_name,
             "index": worker.index,
+            "initializer": self._initializer,
         }
         _wire.send_all(parent_sock, _wire.frame(_wire.CONFIG, 0, (_serialize.dumps(config),)))
         parent_sock.setblocking(False)
@@ -399,6 +414,7 @@ class ProcessBackend(Backend):
         with self._lock:
             task = worker.task
             worker.task = None
+            worker.tasks_done += 1
         if task is None or task.id != task_id:
             logger.error("worker %s answered for unknown task %s", worker.label, task_id)
             return
@@ -435,6 +451,12 @@ class ProcessBackend(Backend):
             return
         if self._closing:
             self._retire(worker)
+            return
+        limit = self.setup.max_tasks
+        if limit is not None and worker.tasks_done >= limit:
+            worker.retiring = True
+            self._retire(worker)
+            self._spawn()  # the new worker takes its place once it is ready
             return
         with self._lock:
             task = self._backlog.popleft() if self._backlog else None
@@ -475,6 +497,9 @@ class ProcessBackend(Backend):
         if not worker.ready:
             self._boot_failed(worker, returncode)
             return
+        if worker.retiring and task is None:
+            logger.debug("recycled worker %s after %d tasks", worker.label, worker.tasks_done)
+            return  # its replacement was started when it retired
         if task is not None and task.stop_error is not None:
             logger.debug("stopped worker %s: %s", worker.label, task.stop_error)
         else:

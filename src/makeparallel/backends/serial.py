@@ -7,6 +7,7 @@ behave exactly as in plain sequential code.
 from __future__ import annotations
 
 from .._task import Task
+from ..errors import TaskError
 from ._inline import run_here
 from .base import Backend, Sink
 
@@ -16,6 +17,10 @@ class SerialBackend(Backend):
 
     def start(self, sink: Sink) -> None:
         self._sink = sink
+        try:
+            self.setup.run_initializer()
+        except Exception as exc:
+            raise TaskError(f"pool {self.pool_name!r}: its initializer raised {exc!r}") from exc
 
     def poke(self) -> None:
         # A task submitted from inside a task runs right there, as a plain call would.

@@ -8,12 +8,17 @@ and the pool drops whatever the task returns later.
 
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
 import time
 
 from .._task import Task
+from ..errors import TaskError
 from ._inline import run_here
 from .base import Backend, Sink
+
+logger = logging.getLogger("makeparallel")
 
 
 class ThreadBackend(Backend):
@@ -23,21 +28,39 @@ class ThreadBackend(Backend):
         self._sink = sink
         self._wake = threading.Condition()
         self._stopping = False
-        self._threads = [
-            threading.Thread(
-                target=self._loop, name=f"{self.pool_name}-worker-{index}", daemon=True
-            )
-            for index in range(self.workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._numbers = itertools.count()
+        self._threads: list[threading.Thread] = []
+        for _ in range(self.workers):
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(
+            target=self._loop, name=f"{self.pool_name}-worker-{next(self._numbers)}", daemon=True
+        )
+        with self._wake:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
 
     def poke(self) -> None:
         with self._wake:
             self._wake.notify()
 
+    def stop_task(self, task: Task, error: BaseException) -> bool:
+        task.cancel_event.set()  # the task sees current_task().cancelled()
+        return False
+
     def _loop(self) -> None:
         name = threading.current_thread().name
+        try:
+            self.setup.run_initializer()
+        except Exception as exc:
+            logger.error("initializer of pool %r failed in %s", self.pool_name, name, exc_info=True)
+            self._sink.broken(
+                TaskError(f"pool {self.pool_name!r}: its initializer raised {exc!r} in {name}")
+            )
+            return
+        done = 0
         while True:
             task = self._sink.take()
             if task is None:
@@ -50,10 +73,13 @@ class ThreadBackend(Backend):
             task.assign(name)
             ok, value = run_here(task, name)
             self._sink.finished(task, ok, value)
-
-    def stop_task(self, task: Task, error: BaseException) -> bool:
-        task.cancel_event.set()  # the task sees current_task().cancelled()
-        return False
+            done += 1
+            if self.setup.max_tasks is not None and done >= self.setup.max_tasks:
+                with self._wake:
+                    stopping = self._stopping
+                if not stopping:
+                    self._start_thread()  # a fresh thread takes this one's place
+                return
 
     def close(self, deadline: float | None, wait: bool = True) -> None:
         with self._wake:
@@ -62,8 +88,13 @@ class ThreadBackend(Backend):
         if not wait:
             return
         current = threading.current_thread()
-        for thread in self._threads:
-            if thread is current:
-                continue
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            thread.join(remaining)
+        while True:
+            with self._wake:
+                alive = [t for t in self._threads if t.is_alive() and t is not current]
+            if not alive:
+                return
+            for thread in alive:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                thread.join(remaining)
+            if deadline is not None and time.monotonic() >= deadline:
+                return

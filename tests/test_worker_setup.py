@@ -1,0 +1,128 @@
+"""Per-worker set-up (initializer) and recycling (max_tasks_per_worker)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+import makeparallel as mp
+
+DEADLINE = 30.0
+
+_state: dict[str, object] = {}
+
+
+def remember(key: str, value: object) -> None:
+    _state[key] = value
+
+
+def recall(key: str) -> object:
+    return _state.get(key)
+
+
+def explode() -> None:
+    raise RuntimeError("no database here")
+
+
+def pid_and_thread(_: object = None) -> tuple[int, str]:
+    return os.getpid(), threading.current_thread().name
+
+
+@pytest.mark.parametrize("backend", ["process", "thread", "serial"])
+def test_initializer_runs_before_tasks(backend: str) -> None:
+    _state.clear()
+    with mp.Pool(
+        workers=2, backend=backend, initializer=remember, initargs=("db", "connected")
+    ) as pool:
+        assert [pool.submit(recall, "db").result(DEADLINE) for _ in range(4)] == ["connected"] * 4
+
+
+def test_initializer_runs_once_per_worker_process(tmp_path: Path) -> None:
+    log = tmp_path / "starts"
+    with mp.Pool(workers=2, backend="process", initializer=append_pid, initargs=(str(log),)) as p:
+        pids = {p.submit(pid_and_thread).result(DEADLINE)[0] for _ in range(10)}
+    started = log.read_text().split()
+    assert len(started) == 2
+    assert pids <= {int(pid) for pid in started}
+
+
+def append_pid(path: str) -> None:
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_a_failing_initializer_fails_the_tasks_instead_of_looping(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = mp.Pool(workers=1, backend=backend, initializer=explode)
+    try:
+        handle = pool.submit(recall, "db")
+        with pytest.raises(mp.TaskError, match="no database here"):
+            handle.result(timeout=DEADLINE)
+        with pytest.raises(mp.TaskError, match="no database here"):
+            pool.submit(recall, "db").result(timeout=DEADLINE)
+    finally:
+        pool.shutdown(timeout=5)
+
+
+def test_a_failing_initializer_on_the_serial_engine_raises_at_once() -> None:
+    with pytest.raises(mp.TaskError, match="no database here"):
+        mp.Pool(backend="serial", initializer=explode)
+
+
+def test_an_initializer_that_cannot_be_pickled_is_refused_at_once() -> None:
+    lock = threading.Lock()
+    with pytest.raises(mp.SerializationError, match="initializer"):
+        mp.Pool(workers=1, backend="process", initializer=remember, initargs=("lock", lock))
+
+
+def test_workers_are_recycled_after_max_tasks() -> None:
+    with mp.Pool(workers=1, backend="process", max_tasks_per_worker=2) as pool:
+        pids = [pool.submit(pid_and_thread).result(DEADLINE)[0] for _ in range(6)]
+    assert pids[0] == pids[1]
+    assert pids[2] == pids[3]
+    assert pids[4] == pids[5]
+    assert len({pids[0], pids[2], pids[4]}) == 3
+
+
+def test_threads_are_recycled_after_max_tasks() -> None:
+    with mp.Pool(workers=1, backend="thread", max_tasks_per_worker=3) as pool:
+        names = [pool.submit(pid_and_thread).result(DEADLINE)[1] for _ in range(6)]
+    assert len(set(names[:3])) == 1
+    assert len(set(names[3:])) == 1
+    assert names[0] != names[3]
+
+
+def test_recycling_under_a_map_loses_nothing() -> None:
+    with mp.Pool(workers=2, backend="process", max_tasks_per_worker=1) as pool:
+        results = list(pool.map(abs, range(-20, 0), chunksize=1))
+    assert results == list(range(20, 0, -1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"max_tasks_per_worker": 0}, ValueError, "max_tasks_per_worker must be >= 1"),
+        ({"max_tasks_per_worker": 2.5}, TypeError, "max_tasks_per_worker"),
+        ({"initializer": "setup"}, TypeError, "initializer must be callable"),
+        ({"initializer": remember, "initargs": "ab"}, TypeError, "initargs"),
+        ({"backend": "serial", "max_tasks_per_worker": 2}, ValueError, "serial engine"),
+    ],
+)
+def test_bad_worker_setup_is_refused(kwargs: dict[str, object], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        mp.Pool(workers=1, **kwargs)  # type: ignore[arg-type]
+
+
+def test_executor_backends_refuse_worker_setup() -> None:
+    import concurrent.futures
+
+    with (
+        concurrent.futures.ThreadPoolExecutor(1) as executor,
+        pytest.raises(ValueError, match="on the executor"),
+    ):
+        mp.Pool(backend=executor, max_tasks_per_worker=3)
