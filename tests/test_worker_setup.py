@@ -126,3 +126,39 @@ def test_executor_backends_refuse_worker_setup() -> None:
         pytest.raises(ValueError, match="on the executor"),
     ):
         mp.Pool(backend=executor, max_tasks_per_worker=3)
+
+
+def _proc_text(pid: int, field: str) -> str:
+    with open(f"/proc/{pid}/{field}", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode()
+
+
+@pytest.mark.skipif(not Path("/proc/self/comm").exists(), reason="needs Linux /proc")
+def test_worker_processes_are_named_after_the_pool() -> None:
+    with mp.Pool(workers=2, backend="process", name="etl") as pool:
+        pid = pool.submit(pid_and_thread).result(DEADLINE)[0]
+        assert "makeparallel: etl-worker-" in _proc_text(pid, "cmdline")
+
+
+@pytest.mark.skipif(not Path("/proc/self/comm").exists(), reason="needs Linux /proc")
+def test_without_setproctitle_the_process_name_is_set(tmp_path: Path) -> None:
+    stub = tmp_path / "setproctitle"
+    stub.mkdir()
+    (stub / "__init__.py").write_text("raise ImportError('not installed here')\n")
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with mp.Pool(workers=1, backend="process", name="etl") as pool:
+            pid = pool.submit(pid_and_thread).result(DEADLINE)[0]
+            assert _proc_text(pid, "comm").strip() == "etl-worker-0"
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_threads_are_named_after_the_pool() -> None:
+    with mp.Pool(workers=2, backend="thread", name="io") as pool:
+        handle = pool.submit(pid_and_thread)
+        assert handle.result(DEADLINE)[1].startswith("io-worker-")
+        assert handle.worker is not None
+        assert handle.worker.startswith("io-worker-")

@@ -44,6 +44,7 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
             os._exit(0)
         config = _serialize.loads(first[2])
         sys.path[:] = config["sys_path"]
+        _name_process(f"{config['pool']}-worker-{config['index']}")
         if config["initializer"] is not None:
             initializer, initargs = _serialize.loads(config["initializer"])
             initializer(*initargs)
@@ -57,6 +58,20 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
         finally:
             os._exit(1)
     _serve(sock)
+
+
+def _name_process(name: str) -> None:
+    """Show the pool and worker in ps, top and py-spy: setproctitle if installed, else comm."""
+    try:
+        from setproctitle import setproctitle  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        try:
+            with open("/proc/self/comm", "w") as comm:
+                comm.write(name[:15])  # the kernel keeps 15 characters
+        except OSError:
+            pass  # not Linux: the process keeps the interpreter's name
+    else:
+        setproctitle(f"makeparallel: {name}")
 
 
 def _watch_parent(lifeline_fd: int) -> None:
