@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         WorkerCrashedError,
     )
     from .handle import Handle, TaskState
+    from .health import HealthReport
     from .policies import CircuitBreaker, CircuitState, Exponential, Fixed, Retry
     from .pool import Pool
     from .task import TaskContext, current_task, report_progress
@@ -64,6 +65,7 @@ _WHERE = {
     "WorkerCrashedError": "errors",
     "Handle": "handle",
     "TaskState": "handle",
+    "HealthReport": "health",
     "CircuitBreaker": "policies",
     "CircuitState": "policies",
     "Exponential": "policies",
@@ -82,6 +84,7 @@ __all__ = [
     "Exponential",
     "Fixed",
     "Handle",
+    "HealthReport",
     "ParallelFunction",
     "Pool",
     "Retry",

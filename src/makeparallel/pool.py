@@ -44,6 +44,7 @@ from .errors import (
     TaskTimeoutError,
 )
 from .handle import Handle, TaskState
+from .health import HealthReport, RunningTask, judge
 from .policies import CircuitBreaker, Retry
 
 __all__ = ["Pool"]
@@ -410,6 +411,53 @@ class Pool(concurrent.futures.Executor):
                 self._engine_closed = True
         if close_now:
             self._backend.close(None, wait=False)
+
+    # -- health -------------------------------------------------------------
+
+    def health(self) -> HealthReport:
+        """A typed, JSON-ready report (``.to_dict()``): workers, queue, recent crashes,
+        and ``healthy`` with the ``reasons`` when it is not. Cheap enough to poll."""
+        engine = self._backend.stats()
+        now = time.monotonic()
+        with self._lock:
+            state = {_RUNNING: "running", _CLOSING: "shutting_down", _CLOSED: "closed"}[self._state]
+            running = list(self._running.values())
+            queue_depth = len(self._pending)
+            retrying = len(self._retrying)
+            broken = self._broken
+        started = [(t, t.handle._started_at) for t in running]
+        longest = sorted(
+            (
+                RunningTask(t.id, t.handle.name, round(now - at, 3), t.worker)
+                for t, at in started
+                if at is not None
+            ),
+            key=lambda r: -r.seconds,
+        )[:5]
+        expected = self.workers if self.backend in ("process", "thread") else engine.alive
+        busy = min(len(running), engine.alive)
+        return HealthReport(
+            pool=self.name,
+            backend=self.backend,
+            state=state,
+            healthy=False,
+            reasons=(),
+            workers_expected=expected,
+            workers_alive=engine.alive,
+            workers_starting=engine.starting,
+            workers_busy=busy,
+            workers_idle=max(0, engine.alive - busy),
+            queue_depth=queue_depth,
+            tasks_running=len(running),
+            tasks_waiting_to_retry=retrying,
+            longest_running=tuple(longest),
+            restarts_last_minute=engine.restarts_last_minute,
+            crashes_last_minute=engine.crashes_last_minute,
+        )._replace_verdict(
+            judge(
+                state, broken, expected, engine.alive, engine.starting, engine.crashes_last_minute
+            )
+        )
 
     # -- shutting down -----------------------------------------------------
 

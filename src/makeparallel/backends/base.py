@@ -47,6 +47,16 @@ class WorkerSetup:
 NO_SETUP = WorkerSetup()
 
 
+@dataclass(frozen=True)
+class EngineStats:
+    """What an engine knows about its workers, for ``Pool.health()``."""
+
+    alive: int
+    starting: int = 0
+    restarts_last_minute: int = 0
+    crashes_last_minute: int = 0
+
+
 class Backend(abc.ABC):
     kind: str = ""
 
@@ -60,6 +70,9 @@ class Backend(abc.ABC):
 
     def prepare(self, task: Task) -> None:  # noqa: B027 - most engines need no preparation
         """Called in the submitting thread before the task is queued (may raise)."""
+
+    def stats(self) -> EngineStats:
+        return EngineStats(alive=self.workers)
 
     @abc.abstractmethod
     def poke(self) -> None:

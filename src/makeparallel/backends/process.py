@@ -53,7 +53,7 @@ from .._task import (
     worker_crashed,
 )
 from ..errors import SerializationError, TaskError
-from .base import Backend, Sink
+from .base import Backend, EngineStats, Sink
 
 logger = logging.getLogger("makeparallel")
 
@@ -154,6 +154,8 @@ class ProcessBackend(Backend):
         self._backlog: deque[Task] = deque()
         self._next_index = 0
         self._boot_failures = 0
+        self._crashes: deque[float] = deque()  # when workers died unexpectedly
+        self._restarts: deque[float] = deque()  # when replacement workers were started
         self._closing = False
         self._deadline: float | None = None
         self._killed_all = False
@@ -234,6 +236,16 @@ class ProcessBackend(Backend):
             return
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic()) + 2.0
         self._thread.join(remaining)
+
+    def stats(self) -> EngineStats:
+        horizon = time.monotonic() - 60
+        with self._lock:
+            for events in (self._crashes, self._restarts):
+                while events and events[0] < horizon:
+                    events.popleft()
+            alive = sum(1 for w in self._workers if w.ready and not w.dead and not w.retiring)
+            starting = sum(1 for w in self._workers if not w.ready and not w.dead)
+            return EngineStats(alive, starting, len(self._restarts), len(self._crashes))
 
     def worker_pids(self) -> list[int]:
         with self._lock:
@@ -332,9 +344,12 @@ class ProcessBackend(Backend):
 
     def _spawn_all(self) -> None:
         for _ in range(self.workers):
-            self._spawn()
+            self._spawn(replacement=False)
 
-    def _spawn(self) -> None:
+    def _spawn(self, replacement: bool = True) -> None:
+        if replacement:
+            with self._lock:
+                self._restarts.append(time.monotonic())
         parent_sock, child_sock = socket.socketpair()
         lifeline = _lifeline_read_end()
         args = [
@@ -494,6 +509,9 @@ class ProcessBackend(Backend):
             self._sink.finished(task, False, error)
         if self._closing:
             return
+        if not worker.retiring and (task is None or task.stop_error is None):
+            with self._lock:
+                self._crashes.append(time.monotonic())
         if not worker.ready:
             self._boot_failed(worker, returncode)
             return

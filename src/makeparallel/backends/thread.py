@@ -16,7 +16,7 @@ import time
 from .._task import Task
 from ..errors import TaskError
 from ._inline import run_here
-from .base import Backend, Sink
+from .base import Backend, EngineStats, Sink
 
 logger = logging.getLogger("makeparallel")
 
@@ -41,6 +41,11 @@ class ThreadBackend(Backend):
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
         thread.start()
+
+    def stats(self) -> EngineStats:
+        with self._wake:
+            alive = sum(1 for t in self._threads if t.is_alive())
+        return EngineStats(alive=alive)
 
     def poke(self) -> None:
         with self._wake:
