@@ -504,11 +504,14 @@ class ProcessBackend(Backend):
         if worker.pidfd is not None:
             os.close(worker.pidfd)
         returncode = _reap(worker.proc)
+        if not self._closing:
+            # First the replacement (it starts sooner), then the news for the task's caller.
+            self._replace(worker, task, returncode)
         if task is not None:
             error = task.stop_error or worker_crashed(task, worker.label, returncode)
             self._sink.finished(task, False, error)
-        if self._closing:
-            return
+
+    def _replace(self, worker: _Worker, task: Task | None, returncode: int | None) -> None:
         if not worker.retiring and (task is None or task.stop_error is None):
             with self._lock:
                 self._crashes.append(time.monotonic())
