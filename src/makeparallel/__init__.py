@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from .handle import Handle, TaskState
     from .health import HealthReport
     from .policies import CircuitBreaker, CircuitState, Exponential, Fixed, Retry
-    from .pool import Pool
+    from .pool import Pool, ShutdownSummary
+    from .signals import install_signal_handlers
     from .task import TaskContext, current_task, report_progress
 
 __version__ = "0.3.0.dev0"
@@ -72,6 +73,8 @@ _WHERE = {
     "Fixed": "policies",
     "Retry": "policies",
     "Pool": "pool",
+    "ShutdownSummary": "pool",
+    "install_signal_handlers": "signals",
     "TaskContext": "task",
     "current_task": "task",
     "report_progress": "task",
@@ -89,6 +92,7 @@ __all__ = [
     "Pool",
     "Retry",
     "SerializationError",
+    "ShutdownSummary",
     "TaskCancelledError",
     "TaskContext",
     "TaskError",
@@ -101,6 +105,7 @@ __all__ = [
     "current_task",
     "gather",
     "imap",
+    "install_signal_handlers",
     "parallel",
     "parallel_map",
     "report_progress",

@@ -44,6 +44,8 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
             os._exit(0)
         config = _serialize.loads(first[2])
         sys.path[:] = config["sys_path"]
+        if config["ignore_sigterm"]:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent shuts us down
         _name_process(f"{config['pool']}-worker-{config['index']}")
         if config["initializer"] is not None:
             initializer, initargs = _serialize.loads(config["initializer"])

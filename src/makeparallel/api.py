@@ -23,7 +23,7 @@ from . import _mapping, _serialize
 from .backends import ENGINE_NAMES
 from .handle import Handle
 from .policies import CircuitBreaker, Retry, check_timeout
-from .pool import Pool, check_workers, live_pools
+from .pool import Pool, ShutdownSummary, check_workers, live_pools
 
 __all__ = [
     "ParallelFunction",
@@ -95,14 +95,17 @@ def configure(workers: int | None = None, backend: BackendSpec | None = None) ->
 
 def shutdown(
     wait: bool = True, *, cancel_pending: bool = False, timeout: float | None = None
-) -> None:
-    """Shut down every pool of this process, the default ones included."""
+) -> ShutdownSummary:
+    """Shut down every pool of this process, the default ones included; returns the
+    summary of all of them together."""
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout}")
     with _defaults_lock:
         _default_pools.clear()
+    summary = ShutdownSummary()
     for pool in live_pools():
-        pool.shutdown(wait=wait, cancel_pending=cancel_pending, timeout=timeout)
+        summary += pool.shutdown(wait=wait, cancel_pending=cancel_pending, timeout=timeout)
+    return summary
 
 
 def _forget_pools_in_child() -> None:

@@ -27,6 +27,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -47,7 +48,7 @@ from .handle import Handle, TaskState
 from .health import HealthReport, RunningTask, judge
 from .policies import CircuitBreaker, Retry
 
-__all__ = ["Pool"]
+__all__ = ["Pool", "ShutdownSummary"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -461,29 +462,35 @@ class Pool(concurrent.futures.Executor):
 
     # -- shutting down -----------------------------------------------------
 
-    def shutdown(
+    # Returns a summary where Executor.shutdown returns None: code written for
+    # executors ignores the value, so the richer answer breaks nothing.
+    def shutdown(  # type: ignore[override]
         self,
         wait: bool = True,
         *,
         cancel_pending: bool = False,
         timeout: float | None = None,
         cancel_futures: bool = False,
-    ) -> None:
+    ) -> ShutdownSummary:
         """Stop accepting work and release the workers.
 
         Pending tasks still run unless ``cancel_pending`` (alias
         ``cancel_futures``, the ``Executor`` name) cancels them. With
         ``wait``, block until the tasks end; with a ``timeout``, tasks still
-        running after it are stopped and fail with ``TaskError``.
+        running after it are stopped and fail with ``TaskError``. Returns
+        what happened to the tasks that had not ended when it was called.
         """
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             if self._state == _CLOSED:
-                return  # shutting down twice is harmless (atexit does it again)
+                return ShutdownSummary()  # shutting down twice is harmless (atexit does it)
             if self._state == _RUNNING:
                 self._state = _CLOSING
+            unfinished = (
+                list(self._pending) + list(self._retrying.values()) + list(self._running.values())
+            )
             cancelled: list[Task] = []
             if cancel_pending or cancel_futures:
                 cancelled = list(self._pending) + list(self._retrying.values())
@@ -493,7 +500,7 @@ class Pool(concurrent.futures.Executor):
             task.handle.cancel()
         if not wait:
             self._close_engine_if_idle()
-            return
+            return ShutdownSummary.of(unfinished, stopped=())
         with self._lock:
             while self._pending or self._running or self._retrying:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -513,6 +520,7 @@ class Pool(concurrent.futures.Executor):
         self._backend.close(deadline)
         self._timer.close()
         self._state = _CLOSED
+        return ShutdownSummary.of(unfinished, stopped=stragglers)
 
     def _stop_straggler(self, task: Task) -> None:
         error = TaskError(
@@ -546,7 +554,7 @@ class Pool(concurrent.futures.Executor):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> None:  # a with-block discards the summary
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             self.shutdown(wait=True, cancel_pending=True, timeout=0)
         else:
@@ -566,6 +574,39 @@ def unwrap_parallel(fn: Callable[..., R]) -> tuple[Callable[..., R], bytes | Non
     return fn, None
 
 
+@dataclass(frozen=True)
+class ShutdownSummary:
+    """What ``shutdown()`` did to the tasks that had not ended when it was called."""
+
+    finished: int = 0  # ran to an end of their own (result, error or timeout)
+    cancelled: int = 0  # never started, or were cancelled
+    stopped: int = 0  # still running at the deadline, so stopped
+    still_running: int = 0  # shutdown(wait=False): left to finish in the background
+
+    @classmethod
+    def of(cls, tasks: Iterable[Task], stopped: Iterable[Task]) -> ShutdownSummary:
+        stopped_ids = {t.id for t in stopped}
+        counts = {"finished": 0, "cancelled": 0, "stopped": 0, "still_running": 0}
+        for handle in {t.id: t.handle for t in tasks}.values():
+            if handle.task_id in stopped_ids and handle.state is not TaskState.CANCELLED:
+                counts["stopped"] += 1
+            elif handle.state is TaskState.CANCELLED:
+                counts["cancelled"] += 1
+            elif handle.done():
+                counts["finished"] += 1
+            else:
+                counts["still_running"] += 1
+        return cls(**counts)
+
+    def __add__(self, other: ShutdownSummary) -> ShutdownSummary:
+        return ShutdownSummary(
+            self.finished + other.finished,
+            self.cancelled + other.cancelled,
+            self.stopped + other.stopped,
+            self.still_running + other.still_running,
+        )
+
+
 def _terminal_state(error: BaseException) -> TaskState:
     if isinstance(error, TaskTimeoutError):
         return TaskState.TIMED_OUT
@@ -582,6 +623,10 @@ def _short_name(fn: Callable[..., Any]) -> str:
 
 _exit_hook_installed = False
 _exiting_on_error = False
+#: set by install_signal_handlers(): exit gracefully, but no later than this
+graceful_exit_deadline: float | None = None
+#: set by install_signal_handlers(): new worker processes ignore SIGTERM
+workers_ignore_sigterm = False
 
 
 def _track(pool: Pool) -> None:
@@ -608,9 +653,13 @@ def live_pools() -> list[Pool]:
 
 def _shutdown_at_exit() -> None:
     # After a normal end, submitted work finishes (as with concurrent.futures).
-    # After Ctrl-C or an uncaught error, stop at once: nobody waits for results.
+    # After a signal handled by install_signal_handlers(), running work gets until
+    # the deadline. After Ctrl-C or an uncaught error, stop at once.
     for pool in live_pools():
-        if _exiting_on_error:
+        if graceful_exit_deadline is not None:
+            remaining = max(0.0, graceful_exit_deadline - time.monotonic())
+            pool.shutdown(wait=True, cancel_pending=True, timeout=remaining)
+        elif _exiting_on_error:
             pool.shutdown(wait=True, cancel_pending=True, timeout=0)
         else:
             pool.shutdown(wait=True)

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _serialize, _wire
+from .. import pool as _pool_settings
 from .._task import (
     Task,
     describe_exit,
@@ -379,6 +380,7 @@ class ProcessBackend(Backend):
             "pool": self.pool_name,
             "index": worker.index,
             "initializer": self._initializer,
+            "ignore_sigterm": _pool_settings.workers_ignore_sigterm,
         }
         _wire.send_all(parent_sock, _wire.frame(_wire.CONFIG, 0, (_serialize.dumps(config),)))
         parent_sock.setblocking(False)
