@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     )
     from .errors import (
         CircuitOpenError,
+        PoolFullError,
         SerializationError,
         TaskCancelledError,
         TaskError,
@@ -59,6 +60,7 @@ _WHERE = {
     "parallel_map": "api",
     "shutdown": "api",
     "CircuitOpenError": "errors",
+    "PoolFullError": "errors",
     "SerializationError": "errors",
     "TaskCancelledError": "errors",
     "TaskError": "errors",
@@ -90,6 +92,7 @@ __all__ = [
     "HealthReport",
     "ParallelFunction",
     "Pool",
+    "PoolFullError",
     "Retry",
     "SerializationError",
     "ShutdownSummary",

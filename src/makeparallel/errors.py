@@ -17,6 +17,7 @@ import concurrent.futures
 
 __all__ = [
     "CircuitOpenError",
+    "PoolFullError",
     "RemoteTraceback",
     "SerializationError",
     "TaskCancelledError",
@@ -82,6 +83,10 @@ class CircuitOpenError(TaskError):
 
 class SerializationError(TaskError, TypeError):
     """An argument, a function or a result could not be pickled (or unpickled)."""
+
+
+class PoolFullError(RuntimeError):
+    """``submit`` found ``max_pending`` tasks already waiting and could not wait longer."""
 
 
 class RemoteTraceback(Exception):

@@ -39,6 +39,7 @@ from .backends import create_backend, resolve_kind
 from .backends.base import Backend, WorkerSetup
 from .errors import (
     CircuitOpenError,
+    PoolFullError,
     SerializationError,
     TaskCancelledError,
     TaskError,
@@ -91,6 +92,10 @@ class Pool(concurrent.futures.Executor):
     starts in a row the queued tasks fail with a ``TaskError`` quoting the
     error. ``max_tasks_per_worker`` replaces a worker after that many tasks
     (against slow leaks in the code it runs).
+
+    ``max_pending`` bounds the tasks waiting for a worker: a ``submit`` that
+    finds the queue full waits for room, at most ``pending_timeout`` seconds
+    (None: as long as it takes, 0: not at all), then raises ``PoolFullError``.
     """
 
     def __init__(
@@ -99,6 +104,8 @@ class Pool(concurrent.futures.Executor):
         backend: str | concurrent.futures.Executor = "auto",
         name: str | None = None,
         *,
+        max_pending: int | None = None,
+        pending_timeout: float | None = None,
         max_tasks_per_worker: int | None = None,
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
@@ -110,6 +117,16 @@ class Pool(concurrent.futures.Executor):
             raise TypeError(f"initializer must be callable or None, got {initializer!r}")
         if isinstance(initargs, str | bytes) or not isinstance(initargs, Iterable):
             raise TypeError(f"initargs must be a tuple of arguments, got {initargs!r}")
+        self._max_pending = check_workers(max_pending, "max_pending")
+        if pending_timeout is not None and (
+            isinstance(pending_timeout, bool)
+            or not isinstance(pending_timeout, int | float)
+            or not 0 <= pending_timeout < float("inf")
+        ):
+            raise ValueError(
+                f"pending_timeout must be a number of seconds >= 0 or None, got {pending_timeout!r}"
+            )
+        self._pending_timeout = pending_timeout
         setup = WorkerSetup(
             initializer=initializer,
             initargs=tuple(initargs),
@@ -119,6 +136,7 @@ class Pool(concurrent.futures.Executor):
         self.workers = count
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)  # max_pending: a queued task left
         self._pending: deque[Task] = deque()
         self._running: dict[int, Task] = {}
         self._retrying: dict[int, Task] = {}  # failed attempts waiting for their back-off
@@ -223,6 +241,7 @@ class Pool(concurrent.futures.Executor):
             task.handle._fail(error)
             return
         with self._lock:
+            self._wait_for_room(task)
             if self._state != _RUNNING:
                 raise RuntimeError(f"cannot schedule new tasks after pool {self.name!r} shut down")
             broken = self._broken
@@ -232,6 +251,24 @@ class Pool(concurrent.futures.Executor):
             task.handle._fail(broken)
             return
         self._backend.poke()
+
+    def _wait_for_room(self, task: Task) -> None:
+        """With ``max_pending``: block (holding no lock while waiting) until the queue has room."""
+        limit = self._max_pending
+        if limit is None or len(self._pending) < limit:
+            return
+        deadline = (
+            None if self._pending_timeout is None else time.monotonic() + self._pending_timeout
+        )
+        while len(self._pending) >= limit and self._state == _RUNNING and self._broken is None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise PoolFullError(
+                    f"pool {self.name!r} already has {limit} tasks waiting (max_pending); "
+                    f"{task.describe()} was not queued. Wait for results before submitting "
+                    "more, raise max_pending, or set pending_timeout to wait longer"
+                )
+            self._room.wait(remaining)
 
     def _check_open(self) -> None:
         if self._state != _RUNNING:
@@ -276,6 +313,8 @@ class Pool(concurrent.futures.Executor):
         with self._lock:
             while self._pending:
                 task = self._pending.popleft()
+                if self._max_pending is not None:
+                    self._room.notify()
                 if task.handle._start():
                     self._running[task.id] = task
                     if task.timeout is not None:
@@ -298,6 +337,7 @@ class Pool(concurrent.futures.Executor):
     def broken(self, error: BaseException) -> None:
         with self._lock:
             self._broken = error
+            self._room.notify_all()
             pending = list(self._pending) + list(self._retrying.values())
             self._pending.clear()
             self._retrying.clear()
@@ -488,6 +528,7 @@ class Pool(concurrent.futures.Executor):
                 return ShutdownSummary()  # shutting down twice is harmless (atexit does it)
             if self._state == _RUNNING:
                 self._state = _CLOSING
+            self._room.notify_all()  # blocked submitters learn that the pool is closing
             unfinished = (
                 list(self._pending) + list(self._retrying.values()) + list(self._running.values())
             )
