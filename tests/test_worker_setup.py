@@ -123,7 +123,7 @@ def test_executor_backends_refuse_worker_setup() -> None:
 
     with (
         concurrent.futures.ThreadPoolExecutor(1) as executor,
-        pytest.raises(ValueError, match="on the executor"),
+        pytest.raises(ValueError, match="configure the executor"),
     ):
         mp.Pool(backend=executor, max_tasks_per_worker=3)
 

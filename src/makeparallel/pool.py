@@ -47,7 +47,7 @@ from .errors import (
 )
 from .handle import Handle, TaskState
 from .health import HealthReport, RunningTask, judge
-from .policies import CircuitBreaker, Retry
+from .policies import CircuitBreaker, Retry, check_timeout
 
 __all__ = ["Pool", "ShutdownSummary"]
 
@@ -104,13 +104,22 @@ class Pool(concurrent.futures.Executor):
         backend: str | concurrent.futures.Executor = "auto",
         name: str | None = None,
         *,
+        min_workers: int | None = None,
+        max_workers: int | None = None,
+        idle_timeout: float | None = None,
         max_pending: int | None = None,
         pending_timeout: float | None = None,
         max_tasks_per_worker: int | None = None,
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
     ) -> None:
-        count = check_workers(workers) or usable_cpus()
+        count, least = _sizes(workers, min_workers, max_workers)
+        idle_timeout = check_timeout(idle_timeout, "idle_timeout")
+        if idle_timeout is not None and least == count:
+            raise ValueError(
+                "idle_timeout retires idle workers down to min_workers: give min_workers "
+                "and max_workers too (e.g. Pool(min_workers=1, max_workers=8, idle_timeout=60))"
+            )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {type(name).__name__}")
         if initializer is not None and not callable(initializer):
@@ -131,9 +140,12 @@ class Pool(concurrent.futures.Executor):
             initializer=initializer,
             initargs=tuple(initargs),
             max_tasks=check_workers(max_tasks_per_worker, "max_tasks_per_worker"),
+            min_workers=least if least != count else None,
+            idle_timeout=idle_timeout,
         )
         self.name = name or f"makeparallel-{next(_pool_numbers)}"
-        self.workers = count
+        self.workers = count  # the most workers this pool runs at once
+        self._min_workers = least  # the fewest it keeps
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)  # max_pending: a queued task left
@@ -328,6 +340,9 @@ class Pool(concurrent.futures.Executor):
     def has_pending(self) -> bool:
         return bool(self._pending)
 
+    def pending_count(self) -> int:
+        return len(self._pending)  # a read of one length: no lock needed
+
     def finished(self, task: Task, ok: bool, value: Any) -> None:
         if not self._release(task):
             return  # an attempt that was already stopped (timeout, cancel) reports late
@@ -453,6 +468,19 @@ class Pool(concurrent.futures.Executor):
         if close_now:
             self._backend.close(None, wait=False)
 
+    def resize(self, workers: int) -> None:
+        """Run exactly ``workers`` workers from now on (autoscaling limits are replaced).
+
+        New workers start at once; surplus ones leave as soon as they are idle.
+        """
+        count = check_workers(workers)
+        if count is None:
+            raise TypeError("resize needs a number of workers >= 1")
+        self._check_open()
+        self._backend.resize(count)
+        self.workers = self._min_workers = count
+        self._backend.poke()
+
     # -- health -------------------------------------------------------------
 
     def health(self) -> HealthReport:
@@ -475,7 +503,7 @@ class Pool(concurrent.futures.Executor):
             ),
             key=lambda r: -r.seconds,
         )[:5]
-        expected = self.workers if self.backend in ("process", "thread") else engine.alive
+        expected = self._min_workers if self.backend in ("process", "thread") else engine.alive
         busy = min(len(running), engine.alive)
         return HealthReport(
             pool=self.name,
@@ -606,6 +634,30 @@ class Pool(concurrent.futures.Executor):
             f"<Pool name={self.name!r} backend={self.backend!r} workers={self.workers} "
             f"state={self._state}>"
         )
+
+
+def _sizes(
+    workers: int | None, min_workers: int | None, max_workers: int | None
+) -> tuple[int, int]:
+    """(most, least) workers: fixed with ``workers``, a range with ``min/max_workers``."""
+    check_workers(min_workers, "min_workers")
+    check_workers(max_workers, "max_workers")
+    fixed = check_workers(workers)
+    if fixed is not None and (min_workers is not None or max_workers is not None):
+        raise ValueError(
+            "give either workers=N (a fixed size) or min_workers/max_workers (a range), not both"
+        )
+    if min_workers is None and max_workers is None:
+        count = fixed or usable_cpus()
+        return count, count
+    most = max_workers if max_workers is not None else max(usable_cpus(), min_workers or 1)
+    least = min_workers if min_workers is not None else 1
+    if least > most:
+        raise ValueError(
+            f"min_workers ({least}) must not exceed max_workers ({most}): the pool scales "
+            "between the two"
+        )
+    return most, least
 
 
 def unwrap_parallel(fn: Callable[..., R]) -> tuple[Callable[..., R], bytes | None]:

@@ -36,8 +36,9 @@ def create_backend(
         setup != NO_SETUP
     ):
         raise ValueError(
-            "initializer and max_tasks_per_worker apply to makeparallel's own process "
-            "and thread workers; configure them on the executor you pass instead"
+            "initializer, max_tasks_per_worker, min_workers and idle_timeout apply to "
+            "makeparallel's own process and thread workers; configure the executor you "
+            "pass instead"
         )
     if isinstance(spec, concurrent.futures.Executor):
         from .executor import ExecutorBackend

@@ -24,6 +24,8 @@ class Sink(Protocol):
 
     def has_pending(self) -> bool: ...
 
+    def pending_count(self) -> int: ...
+
     def finished(self, task: Task, ok: bool, value: Any) -> None:
         """Report how a task ended: its value, or the exception to raise."""
 
@@ -38,6 +40,8 @@ class WorkerSetup:
     initializer: Callable[..., object] | None = None
     initargs: tuple[Any, ...] = ()
     max_tasks: int | None = None  # recycle a worker after this many tasks
+    min_workers: int | None = None  # with max_workers: scale between the two
+    idle_timeout: float | None = None  # retire a worker idle this long (not below min)
 
     def run_initializer(self) -> None:
         if self.initializer is not None:
@@ -73,6 +77,10 @@ class Backend(abc.ABC):
 
     def stats(self) -> EngineStats:
         return EngineStats(alive=self.workers)
+
+    def resize(self, workers: int) -> None:
+        """Run with exactly ``workers`` workers from now on."""
+        raise ValueError(f"the {self.kind} engine has no workers to resize")
 
     @abc.abstractmethod
     def poke(self) -> None:

@@ -98,6 +98,7 @@ class _Worker:
     __slots__ = (
         "boot_error",
         "dead",
+        "idle_since",
         "index",
         "label",
         "outbox",
@@ -124,7 +125,8 @@ class _Worker:
         self.label = f"pid {proc.pid}"
         self.boot_error = ""
         self.tasks_done = 0
-        self.retiring = False  # recycled after max_tasks_per_worker tasks
+        self.retiring = False  # leaving: recycled, idle too long, or the pool shrank
+        self.idle_since = 0.0
 
 
 class ProcessBackend(Backend):
@@ -155,6 +157,9 @@ class ProcessBackend(Backend):
         self._backlog: deque[Task] = deque()
         self._next_index = 0
         self._boot_failures = 0
+        # Between min and max workers: grow while tasks wait, shrink when idle.
+        self._max = self.workers
+        self._min = self.setup.min_workers if self.setup.min_workers is not None else self.workers
         self._crashes: deque[float] = deque()  # when workers died unexpectedly
         self._restarts: deque[float] = deque()  # when replacement workers were started
         self._closing = False
@@ -162,6 +167,7 @@ class ProcessBackend(Backend):
         self._killed_all = False
         self._broken = False
         self._io_ident: int | None = None
+        self._planned = 0  # workers asked for but not yet started
         self._thread = threading.Thread(target=self._loop, name=f"{self.pool_name}-io", daemon=True)
         self._thread.start()
         self._call(self._spawn_all)
@@ -194,6 +200,7 @@ class ProcessBackend(Backend):
         while True:
             with self._lock:
                 if not self._idle:
+                    self._grow_if_needed()
                     return
                 worker = self._idle.pop()
             task = self._sink.take()
@@ -237,6 +244,49 @@ class ProcessBackend(Backend):
             return
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic()) + 2.0
         self._thread.join(remaining)
+
+    def _live(self) -> list[_Worker]:
+        return [w for w in self._workers if not w.dead and not w.retiring]
+
+    def _grow_if_needed(self) -> None:
+        """Called with the lock held: start workers for tasks that wait, up to the maximum."""
+        if self._closing or self._broken or self._min == self._max:
+            return
+        live = self._live()
+        starting = sum(1 for w in live if not w.ready)
+        wanted = min(self._sink.pending_count() - starting, self._max - len(live))
+        if wanted > 0:
+            self._planned += wanted
+            self._call_locked(lambda: self._spawn_planned(wanted))
+
+    def _spawn_planned(self, count: int) -> None:
+        for _ in range(count):
+            with self._lock:
+                self._planned -= 1
+            if not self._closing:
+                self._spawn(replacement=False)
+
+    def resize(self, workers: int) -> None:
+        with self._lock:
+            self._min = self._max = workers
+            self.workers = workers
+        self._call(self._apply_size)
+
+    def _apply_size(self) -> None:
+        """I/O thread: start or retire workers until there are as many as wanted."""
+        if self._closing:
+            return
+        with self._lock:
+            live = self._live()
+            missing = self._min - len(live) - self._planned
+            surplus = [w for w in self._idle if w in live][: max(0, len(live) - self._max)]
+            for worker in surplus:
+                self._idle.remove(worker)
+                worker.retiring = True
+        for worker in surplus:
+            self._retire(worker)
+        for _ in range(max(0, missing)):
+            self._spawn(replacement=False)
 
     def stats(self) -> EngineStats:
         horizon = time.monotonic() - 60
@@ -295,13 +345,16 @@ class ProcessBackend(Backend):
     def _call(self, command: Callable[[], None]) -> None:
         """Run ``command`` on the I/O thread."""
         with self._lock:
-            if self._wake_closed:
-                return  # the I/O thread has ended; there is nothing left to do
-            self._commands.append(command)
-            try:
-                os.write(self._wake_w, b"\0")
-            except BlockingIOError:
-                pass  # the pipe is full: a wake-up is pending anyway
+            self._call_locked(command)
+
+    def _call_locked(self, command: Callable[[], None]) -> None:
+        if self._wake_closed:
+            return  # the I/O thread has ended; there is nothing left to do
+        self._commands.append(command)
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: a wake-up is pending anyway
 
     # -- the I/O thread ------------------------------------------------------
 
@@ -321,6 +374,7 @@ class ProcessBackend(Backend):
                         if mask & selectors.EVENT_READ:
                             self._read(worker)
                 self._enforce_deadline()
+                self._retire_idle_expired()
         except BaseException as exc:  # a bug here must not leave handles waiting forever
             logger.critical("makeparallel I/O thread failed", exc_info=True)
             self._give_up(TaskError(f"the pool's I/O thread failed: {exc!r}"))
@@ -332,7 +386,35 @@ class ProcessBackend(Backend):
             return max(0.0, self._deadline - time.monotonic())
         if self._closing and self._killed_all:
             return 0.1
-        return None
+        expiry = self._next_idle_expiry()
+        return None if expiry is None else max(0.0, expiry - time.monotonic())
+
+    def _next_idle_expiry(self) -> float | None:
+        timeout = self.setup.idle_timeout
+        if timeout is None or self._closing:
+            return None
+        with self._lock:
+            if not self._idle or len(self._live()) <= self._min:
+                return None
+            return min(w.idle_since for w in self._idle) + timeout
+
+    def _retire_idle_expired(self) -> None:
+        """Retire workers idle longer than idle_timeout, never going below the minimum."""
+        expiry = self._next_idle_expiry()
+        if expiry is None or expiry > time.monotonic():
+            return
+        assert self.setup.idle_timeout is not None
+        cutoff = time.monotonic() - self.setup.idle_timeout
+        with self._lock:
+            spare = len(self._live()) - self._min
+            leaving = sorted(
+                (w for w in self._idle if w.idle_since <= cutoff), key=lambda w: w.idle_since
+            )[: max(0, spare)]
+            for worker in leaving:
+                self._idle.remove(worker)
+                worker.retiring = True
+        for worker in leaving:
+            self._retire(worker)
 
     def _drain_wake(self) -> None:
         try:
@@ -344,7 +426,7 @@ class ProcessBackend(Backend):
             self._commands.popleft()()
 
     def _spawn_all(self) -> None:
-        for _ in range(self.workers):
+        for _ in range(self._min):
             self._spawn(replacement=False)
 
     def _spawn(self, replacement: bool = True) -> None:
@@ -476,8 +558,16 @@ class ProcessBackend(Backend):
             self._spawn()  # the new worker takes its place once it is ready
             return
         with self._lock:
+            shrinking = len(self._live()) > self._max  # the pool was resized down
+            if shrinking:
+                worker.retiring = True
+        if shrinking:
+            self._retire(worker)
+            return
+        with self._lock:
             task = self._backlog.popleft() if self._backlog else None
             if task is None:
+                worker.idle_since = time.monotonic()
                 self._idle.append(worker)
         if task is not None:
             self._send_task(worker, task)
@@ -521,8 +611,8 @@ class ProcessBackend(Backend):
             self._boot_failed(worker, returncode)
             return
         if worker.retiring and task is None:
-            logger.debug("recycled worker %s after %d tasks", worker.label, worker.tasks_done)
-            return  # its replacement was started when it retired
+            logger.debug("worker %s left after %d tasks", worker.label, worker.tasks_done)
+            return  # recycled (its replacement already started), idle, or the pool shrank
         if task is not None and task.stop_error is not None:
             logger.debug("stopped worker %s: %s", worker.label, task.stop_error)
         else:

@@ -1,9 +1,13 @@
-"""The thread engine: a fixed set of threads in this process.
+"""The thread engine: threads of this process, a fixed number or a range.
 
 For I/O-bound work on any build, and for CPU-bound work on free-threaded
 CPython where threads run Python in parallel. A thread cannot be killed:
 ``stop_task`` only sets the task's cancellation flag (``current_task().cancelled()``)
 and the pool drops whatever the task returns later.
+
+With min_workers < max_workers, a thread is added while tasks wait and no
+thread is idle, and a thread idle for ``idle_timeout`` leaves (never below
+the minimum).
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ class ThreadBackend(Backend):
         self._stopping = False
         self._numbers = itertools.count()
         self._threads: list[threading.Thread] = []
-        for _ in range(self.workers):
+        self._max = self.workers
+        self._min = self.setup.min_workers if self.setup.min_workers is not None else self.workers
+        self._count = 0  # threads started and not yet leaving
+        self._idle = 0  # threads waiting for work
+        for _ in range(self._min):
             self._start_thread()
 
     def _start_thread(self) -> None:
@@ -38,21 +46,44 @@ class ThreadBackend(Backend):
             target=self._loop, name=f"{self.pool_name}-worker-{next(self._numbers)}", daemon=True
         )
         with self._wake:
+            self._count += 1
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
         thread.start()
 
     def stats(self) -> EngineStats:
         with self._wake:
-            alive = sum(1 for t in self._threads if t.is_alive())
-        return EngineStats(alive=alive)
+            return EngineStats(alive=self._count)
 
     def poke(self) -> None:
         with self._wake:
-            self._wake.notify()
+            if self._idle > 0:
+                self._idle -= 1  # that thread is spoken for, even before it wakes up
+                self._wake.notify()
+                return
+            grow = not self._stopping and self._count < self._max and self._sink.has_pending()
+        if grow:
+            self._start_thread()
+
+    def resize(self, workers: int) -> None:
+        with self._wake:
+            self._min = self._max = workers
+            self.workers = workers
+            missing = workers - self._count
+            self._idle = 0
+            self._wake.notify_all()  # surplus idle threads leave
+        for _ in range(max(0, missing)):
+            self._start_thread()
 
     def stop_task(self, task: Task, error: BaseException) -> bool:
         task.cancel_event.set()  # the task sees current_task().cancelled()
+        return False
+
+    def _leave_if_surplus(self, idle_too_long: bool = False) -> bool:
+        """Called with the lock held: whether this thread should end now."""
+        if self._count > self._max or (idle_too_long and self._count > self._min):
+            self._count -= 1
+            return True
         return False
 
     def _loop(self) -> None:
@@ -64,23 +95,34 @@ class ThreadBackend(Backend):
             self._sink.broken(
                 TaskError(f"pool {self.pool_name!r}: its initializer raised {exc!r} in {name}")
             )
+            with self._wake:
+                self._count -= 1
             return
         done = 0
         while True:
             task = self._sink.take()
             if task is None:
                 with self._wake:
-                    if self._stopping:
+                    if self._stopping or self._leave_if_surplus():
                         return
                     if not self._sink.has_pending():
-                        self._wake.wait()
+                        self._idle += 1
+                        woken = self._wake.wait(self.setup.idle_timeout)
+                        if not woken:  # whoever notifies takes this thread off the idle count
+                            self._idle -= 1
+                            if self._leave_if_surplus(idle_too_long=True):
+                                return
                 continue
             task.assign(name)
             ok, value = run_here(task, name)
             self._sink.finished(task, ok, value)
             done += 1
+            with self._wake:
+                if self._stopping or self._leave_if_surplus():
+                    return
             if self.setup.max_tasks is not None and done >= self.setup.max_tasks:
                 with self._wake:
+                    self._count -= 1
                     stopping = self._stopping
                 if not stopping:
                     self._start_thread()  # a fresh thread takes this one's place
@@ -89,6 +131,7 @@ class ThreadBackend(Backend):
     def close(self, deadline: float | None, wait: bool = True) -> None:
         with self._wake:
             self._stopping = True
+            self._idle = 0
             self._wake.notify_all()
         if not wait:
             return
