@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     )
     from .errors import (
         CircuitOpenError,
+        MemoryLimitError,
         PoolFullError,
         SerializationError,
         TaskCancelledError,
@@ -60,6 +61,7 @@ _WHERE = {
     "parallel_map": "api",
     "shutdown": "api",
     "CircuitOpenError": "errors",
+    "MemoryLimitError": "errors",
     "PoolFullError": "errors",
     "SerializationError": "errors",
     "TaskCancelledError": "errors",
@@ -90,6 +92,7 @@ __all__ = [
     "Fixed",
     "Handle",
     "HealthReport",
+    "MemoryLimitError",
     "ParallelFunction",
     "Pool",
     "PoolFullError",

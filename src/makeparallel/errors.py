@@ -17,6 +17,7 @@ import concurrent.futures
 
 __all__ = [
     "CircuitOpenError",
+    "MemoryLimitError",
     "PoolFullError",
     "RemoteTraceback",
     "SerializationError",
@@ -83,6 +84,10 @@ class CircuitOpenError(TaskError):
 
 class SerializationError(TaskError, TypeError):
     """An argument, a function or a result could not be pickled (or unpickled)."""
+
+
+class MemoryLimitError(TaskError):
+    """The task's worker process used more memory than the pool's ``memory_limit``."""
 
 
 class PoolFullError(RuntimeError):

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from . import _mapping
+from ._memory import parse_size
 from ._sizing import usable_cpus
 from ._task import Task, next_task_id, qualified_name
 from ._timer import Timer
@@ -93,6 +94,11 @@ class Pool(concurrent.futures.Executor):
     error. ``max_tasks_per_worker`` replaces a worker after that many tasks
     (against slow leaks in the code it runs).
 
+    ``memory_limit`` (bytes, or a size like ``"2GiB"``) caps each worker
+    process's resident memory: a worker over it is replaced after its task,
+    or with ``memory_limit_action="kill"`` its task fails at once with
+    ``MemoryLimitError`` and the worker is replaced.
+
     ``max_pending`` bounds the tasks waiting for a worker: a ``submit`` that
     finds the queue full waits for room, at most ``pending_timeout`` seconds
     (None: as long as it takes, 0: not at all), then raises ``PoolFullError``.
@@ -110,6 +116,8 @@ class Pool(concurrent.futures.Executor):
         max_pending: int | None = None,
         pending_timeout: float | None = None,
         max_tasks_per_worker: int | None = None,
+        memory_limit: int | str | None = None,
+        memory_limit_action: str = "recycle",
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
     ) -> None:
@@ -142,6 +150,8 @@ class Pool(concurrent.futures.Executor):
             max_tasks=check_workers(max_tasks_per_worker, "max_tasks_per_worker"),
             min_workers=least if least != count else None,
             idle_timeout=idle_timeout,
+            memory_limit=None if memory_limit is None else parse_size(memory_limit),
+            memory_kill=_memory_action(memory_limit_action) == "kill",
         )
         self.name = name or f"makeparallel-{next(_pool_numbers)}"
         self.workers = count  # the most workers this pool runs at once
@@ -634,6 +644,15 @@ class Pool(concurrent.futures.Executor):
             f"<Pool name={self.name!r} backend={self.backend!r} workers={self.workers} "
             f"state={self._state}>"
         )
+
+
+def _memory_action(action: object) -> str:
+    if action not in ("recycle", "kill"):
+        raise ValueError(
+            f"memory_limit_action must be 'recycle' (replace the worker after its task) or "
+            f"'kill' (stop the task at once with MemoryLimitError), got {action!r}"
+        )
+    return str(action)
 
 
 def _sizes(

@@ -54,6 +54,11 @@ def create_backend(
         from .process import ProcessBackend
 
         return ProcessBackend(workers, pool_name, setup)
+    if setup.memory_limit is not None and kind != "process":
+        raise ValueError(
+            "memory_limit is per worker process; threads share their process's memory, "
+            "so it needs backend='process'"
+        )
     if kind == "thread":
         from .thread import ThreadBackend
 

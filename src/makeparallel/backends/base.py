@@ -42,6 +42,8 @@ class WorkerSetup:
     max_tasks: int | None = None  # recycle a worker after this many tasks
     min_workers: int | None = None  # with max_workers: scale between the two
     idle_timeout: float | None = None  # retire a worker idle this long (not below min)
+    memory_limit: int | None = None  # bytes of resident memory per worker process
+    memory_kill: bool = False  # over the limit: kill at once (else recycle after the task)
 
     def run_initializer(self) -> None:
         if self.initializer is not None:

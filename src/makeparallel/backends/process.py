@@ -45,6 +45,8 @@ from typing import Any
 
 from .. import _serialize, _wire
 from .. import pool as _pool_settings
+from .._memory import describe as describe_size
+from .._memory import resident_bytes
 from .._task import (
     Task,
     describe_exit,
@@ -53,7 +55,7 @@ from .._task import (
     unpicklable_function,
     worker_crashed,
 )
-from ..errors import SerializationError, TaskError
+from ..errors import MemoryLimitError, SerializationError, TaskError
 from .base import Backend, EngineStats, Sink
 
 logger = logging.getLogger("makeparallel")
@@ -64,6 +66,7 @@ _BOOT = (
 )
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _MAX_BOOT_FAILURES = 3
+_MEMORY_CHECK_INTERVAL = 0.1  # seconds between memory checks of running tasks
 _KILLED_FROM_OUTSIDE = (-signal.SIGKILL, -signal.SIGTERM)
 _REAP_GRACE = 5.0
 
@@ -168,6 +171,7 @@ class ProcessBackend(Backend):
         self._broken = False
         self._io_ident: int | None = None
         self._planned = 0  # workers asked for but not yet started
+        self._next_memory_check = 0.0
         self._thread = threading.Thread(target=self._loop, name=f"{self.pool_name}-io", daemon=True)
         self._thread.start()
         self._call(self._spawn_all)
@@ -375,19 +379,62 @@ class ProcessBackend(Backend):
                             self._read(worker)
                 self._enforce_deadline()
                 self._retire_idle_expired()
+                self._kill_over_memory()
         except BaseException as exc:  # a bug here must not leave handles waiting forever
             logger.critical("makeparallel I/O thread failed", exc_info=True)
             self._give_up(TaskError(f"the pool's I/O thread failed: {exc!r}"))
         finally:
             self._teardown()
 
+    def _over_memory(self, worker: _Worker) -> bool:
+        limit = self.setup.memory_limit
+        if limit is None:
+            return False
+        used = resident_bytes(worker.proc.pid)
+        if used is None or used <= limit:
+            return False
+        logger.info(
+            "recycling worker %s: it uses %s, over the pool's memory limit of %s",
+            worker.label,
+            describe_size(used),
+            describe_size(limit),
+        )
+        return True
+
+    def _kill_over_memory(self) -> None:
+        """memory_limit_action="kill": stop a running task whose worker is over the limit."""
+        limit = self.setup.memory_limit
+        if limit is None or not self.setup.memory_kill:
+            return
+        now = time.monotonic()
+        if now < self._next_memory_check:
+            return
+        self._next_memory_check = now + _MEMORY_CHECK_INTERVAL
+        with self._lock:
+            busy = [(w, w.task) for w in self._workers if w.task is not None and not w.dead]
+        for worker, task in busy:
+            used = resident_bytes(worker.proc.pid)
+            if task is None or used is None or used <= limit:
+                continue
+            task.stop_error = MemoryLimitError(
+                f"{task.describe()} was stopped: its worker {worker.label} used "
+                f"{describe_size(used)}, over the pool's memory limit of {describe_size(limit)}",
+                **task.context(worker.label),
+            )
+            _kill(worker)
+
     def _select_timeout(self) -> float | None:
         if self._closing and self._deadline is not None and not self._killed_all:
             return max(0.0, self._deadline - time.monotonic())
         if self._closing and self._killed_all:
             return 0.1
+        waits = []
         expiry = self._next_idle_expiry()
-        return None if expiry is None else max(0.0, expiry - time.monotonic())
+        if expiry is not None:
+            waits.append(max(0.0, expiry - time.monotonic()))
+        if self.setup.memory_kill and any(w.task is not None for w in self._workers):
+            waits.append(_MEMORY_CHECK_INTERVAL)
+        return min(waits) if waits else None
 
     def _next_idle_expiry(self) -> float | None:
         timeout = self.setup.idle_timeout
@@ -552,7 +599,7 @@ class ProcessBackend(Backend):
             self._retire(worker)
             return
         limit = self.setup.max_tasks
-        if limit is not None and worker.tasks_done >= limit:
+        if (limit is not None and worker.tasks_done >= limit) or self._over_memory(worker):
             worker.retiring = True
             self._retire(worker)
             self._spawn()  # the new worker takes its place once it is ready

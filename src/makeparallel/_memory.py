@@ -1,0 +1,74 @@
+"""Per-worker memory limits: parsing "2GiB", and reading a process's resident memory."""
+
+from __future__ import annotations
+
+import os
+import re
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def parse_size(value: object, parameter: str = "memory_limit") -> int:
+    """Bytes from an int or a string like "512MB", "2GiB", "1.5 GB"."""
+    if isinstance(value, bool):
+        raise TypeError(f"{parameter} must be a size like '2GiB' or a number of bytes")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        match = _SIZE.match(value)
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in _UNITS:
+            raise ValueError(
+                f"{parameter}={value!r} is not a size: write a number of bytes or a number "
+                "with a unit, e.g. '512MB', '2GiB' (B, KB, MB, GB, TB; KiB, MiB, GiB, TiB)"
+            )
+        size = int(float(match.group(1)) * _UNITS[unit])
+    else:
+        raise TypeError(
+            f"{parameter} must be a size like '2GiB' or a number of bytes, got {value!r}"
+        )
+    if size <= 0:
+        raise ValueError(f"{parameter} must be more than 0 bytes, got {value!r}")
+    return size
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The resident memory (RSS) of process ``pid``, or None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil  # type: ignore[import-untyped, unused-ignore]
+    except ImportError:
+        return None
+    try:
+        rss: int = psutil.Process(pid).memory_info().rss
+    except Exception:
+        return None
+    return rss
+
+
+def describe(size: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size} B"
