@@ -139,3 +139,46 @@ def test_a_signal_shuts_down_gracefully_within_the_deadline(
     assert (tmp_path / "finished").exists(), "the running task was not allowed to finish"
     assert not any((tmp_path / f"queued{i}").exists() for i in range(3))
     wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=10, what="workers to exit")
+
+
+STUCK_AT_EXIT = textwrap.dedent(
+    """
+    import signal, sys, time
+    import makeparallel as mp
+
+    def stubborn():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        while True:
+            time.sleep(0.01)
+
+    if __name__ == "__main__":
+        mp.configure(exit_timeout=float(sys.argv[1]))
+        pool = mp.Pool(workers=1, backend="process")
+        handle = pool.submit(stubborn)
+        while not handle.running():
+            time.sleep(0.01)
+        print(" ".join(map(str, pool._backend.worker_pids())), flush=True)
+    """
+)
+
+
+def test_interpreter_exit_never_hangs_on_a_stuck_worker(tmp_path: Path) -> None:
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_AT_EXIT)
+    result = subprocess.run(
+        [sys.executable, str(script), "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "were stopped" in result.stderr
+    pids = [int(p) for p in result.stdout.split()]
+    wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=10, what="the worker to go")
+
+
+def test_exit_timeout_is_checked() -> None:
+    with pytest.raises(ValueError, match="exit_timeout"):
+        mp.configure(exit_timeout=-1)

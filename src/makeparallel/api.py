@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from . import _mapping, _serialize
+from . import pool as pool_module
 from .backends import ENGINE_NAMES
 from .handle import Handle
 from .policies import CircuitBreaker, Retry, check_timeout
@@ -73,16 +74,36 @@ def default_pool(backend: BackendSpec | None = None) -> Pool:
         return pool
 
 
-def configure(workers: int | None = None, backend: BackendSpec | None = None) -> None:
+_KEEP = object()
+
+
+def configure(
+    workers: int | None = None,
+    backend: BackendSpec | None = None,
+    *,
+    exit_timeout: float | object | None = _KEEP,
+) -> None:
     """Set the size and engine of the default pool.
 
     A default pool that already exists is shut down (after its tasks finish)
-    and the next call creates one with the new settings.
+    and the next call creates one with the new settings. ``exit_timeout`` is
+    how long work still running when the program ends may go on before it is
+    stopped (60 s by default; None waits as long as it takes).
     """
     global _default_workers, _default_backend
     check_workers(workers)
     if backend is not None:
         _check_backend(backend)
+    if exit_timeout is not _KEEP:
+        if exit_timeout is not None and (
+            isinstance(exit_timeout, bool)
+            or not isinstance(exit_timeout, int | float)
+            or not 0 <= exit_timeout < float("inf")
+        ):
+            raise ValueError(
+                f"exit_timeout must be a number of seconds >= 0 or None, got {exit_timeout!r}"
+            )
+        pool_module.exit_timeout = exit_timeout
     with _defaults_lock:
         _default_workers = workers
         if backend is not None:

@@ -739,6 +739,8 @@ _exiting_on_error = False
 graceful_exit_deadline: float | None = None
 #: set by install_signal_handlers(): new worker processes ignore SIGTERM
 workers_ignore_sigterm = False
+#: set by configure(): at a normal exit, how long submitted work may still run
+exit_timeout: float | None = 60.0
 
 
 def _track(pool: Pool) -> None:
@@ -764,9 +766,11 @@ def live_pools() -> list[Pool]:
 
 
 def _shutdown_at_exit() -> None:
-    # After a normal end, submitted work finishes (as with concurrent.futures).
+    # After a normal end, submitted work finishes (as with concurrent.futures), but a
+    # stuck task must not hold the interpreter forever: after exit_timeout it is stopped.
     # After a signal handled by install_signal_handlers(), running work gets until
-    # the deadline. After Ctrl-C or an uncaught error, stop at once.
+    # that deadline. After Ctrl-C or an uncaught error, stop at once.
+    normal_deadline = None if exit_timeout is None else time.monotonic() + exit_timeout
     for pool in live_pools():
         if graceful_exit_deadline is not None:
             remaining = max(0.0, graceful_exit_deadline - time.monotonic())
@@ -774,4 +778,14 @@ def _shutdown_at_exit() -> None:
         elif _exiting_on_error:
             pool.shutdown(wait=True, cancel_pending=True, timeout=0)
         else:
-            pool.shutdown(wait=True)
+            left = None if normal_deadline is None else max(0.0, normal_deadline - time.monotonic())
+            summary = pool.shutdown(wait=True, timeout=left)
+            if summary.stopped:
+                logger.warning(
+                    "pool %r: %d task(s) still running %s s after the program ended were "
+                    "stopped; wait for your results before exiting, or raise "
+                    "mp.configure(exit_timeout=...)",
+                    pool.name,
+                    summary.stopped,
+                    exit_timeout,
+                )
