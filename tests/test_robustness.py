@@ -200,9 +200,16 @@ def test_shutdown_leaves_no_worker_behind() -> None:
         pool.submit(square, 1)
 
 
+def stubborn(path: str) -> int:
+    """A task that ignores the polite signals and never ends on its own."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return block_then_return(path, 1)
+
+
 def test_shutdown_timeout_stops_a_stuck_task(tmp_path: Path) -> None:
     pool = mp.Pool(workers=1, backend="process")
-    stuck = pool.submit(block_then_return, str(tmp_path / "never"), 1)
+    stuck = pool.submit(stubborn, str(tmp_path / "never"))
     queued = pool.submit(square, 3)
     wait_until(stuck.running, what="the stuck task to start")
     started = time.monotonic()
