@@ -16,13 +16,13 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import makeparallel as mp
 from lifecycle_workloads import echo
+from makeparallel._bench import round_trip
 
 
 def cold_makeparallel() -> float:
@@ -41,15 +41,6 @@ def cold_executor(method: str) -> float:
     elapsed = time.perf_counter() - started
     executor.shutdown()
     return elapsed
-
-
-def round_trip(submit: Callable[..., cf.Future[int]], n: int) -> float:
-    samples = []
-    for i in range(n):
-        started = time.perf_counter()
-        submit(echo, i).result()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,24 +15,9 @@ import pytest
 
 import makeparallel as mp
 from makeparallel.backends.process import ProcessBackend
+from polling import wait_for_file, wait_until
 
 DEADLINE = 30.0
-
-
-def wait_until(condition, timeout: float = DEADLINE, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)  # polling a fact, not synchronising
-
-
-def wait_for_file(path: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(path)
-        time.sleep(0.002)
 
 
 # -- functions the workers run ---------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 
 import makeparallel as mp
 from makeparallel.backends.process import ProcessBackend
+from polling import alive, wait_for_file, wait_until
 
 DEADLINE = 30.0
 
@@ -25,32 +26,6 @@ def worker_pids(pool: mp.Pool) -> list[int]:
     backend = pool._backend
     assert isinstance(backend, ProcessBackend)
     return backend.worker_pids()
-
-
-def wait_until(condition, timeout: float = DEADLINE, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)  # polling an OS fact (a process table), not synchronising threads
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def wait_for_file(path: str, timeout: float = DEADLINE) -> None:
-    """Block a task until the test creates ``path`` (a release signal across processes)."""
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(path)
-        time.sleep(0.005)
 
 
 def block_then_return(path: str, value: int) -> int:

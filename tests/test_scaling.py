@@ -9,16 +9,9 @@ from pathlib import Path
 import pytest
 
 import makeparallel as mp
+from polling import wait_until
 
 DEADLINE = 30.0
-
-
-def wait_until(condition, timeout: float = DEADLINE, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)  # polling a fact, not synchronising
 
 
 def wait_for_file(path: str) -> int:

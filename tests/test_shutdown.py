@@ -13,16 +13,9 @@ from pathlib import Path
 import pytest
 
 import makeparallel as mp
+from polling import alive, wait_until
 
 DEADLINE = 30.0
-
-
-def wait_until(condition, timeout: float = DEADLINE, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)  # polling a fact, not synchronising
 
 
 def wait_for_file(path: str) -> str:
@@ -101,14 +94,6 @@ GRACEFUL = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_shuts_down_gracefully_within_the_deadline(
     tmp_path: Path, signum: signal.Signals
@@ -138,7 +123,7 @@ def test_a_signal_shuts_down_gracefully_within_the_deadline(
         assert "KeyboardInterrupt" in stderr
     assert (tmp_path / "finished").exists(), "the running task was not allowed to finish"
     assert not any((tmp_path / f"queued{i}").exists() for i in range(3))
-    wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=10, what="workers to exit")
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10, what="workers to exit")
 
 
 STUCK_AT_EXIT = textwrap.dedent(
@@ -176,7 +161,7 @@ def test_interpreter_exit_never_hangs_on_a_stuck_worker(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "were stopped" in result.stderr
     pids = [int(p) for p in result.stdout.split()]
-    wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=10, what="the worker to go")
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10, what="the worker to go")
 
 
 def test_exit_timeout_is_checked() -> None:

@@ -50,7 +50,7 @@ def _time(run: Callable[[], list[float]]) -> tuple[float, float]:
     return time.perf_counter() - started, cpu
 
 
-def _round_trip(submit: Callable[..., concurrent.futures.Future[int]], n: int) -> float:
+def round_trip(submit: Callable[..., concurrent.futures.Future[int]], n: int) -> float:
     samples = []
     for i in range(n):
         started = time.perf_counter()
@@ -90,8 +90,8 @@ def run(rounds: int = 3) -> int:
                 f"cores busy {busy:4.2f} of {workers}"
             )
         print("round trip of one tiny task (warm pool, median of 200)")
-        print(f"  {'makeparallel Pool':22s} {_round_trip(pool.submit, 200) * 1e6:6.0f} us")
-        print(f"  {'ProcessPoolExecutor':22s} {_round_trip(executor.submit, 200) * 1e6:6.0f} us")
+        print(f"  {'makeparallel Pool':22s} {round_trip(pool.submit, 200) * 1e6:6.0f} us")
+        print(f"  {'ProcessPoolExecutor':22s} {round_trip(executor.submit, 200) * 1e6:6.0f} us")
     finally:
         pool.shutdown()
         executor.shutdown()

@@ -23,7 +23,7 @@ from . import _mapping, _serialize
 from . import pool as pool_module
 from .backends import ENGINE_NAMES
 from .handle import Handle
-from .policies import CircuitBreaker, Retry, check_timeout
+from .policies import CircuitBreaker, Retry, check_seconds, check_timeout
 from .pool import Pool, ShutdownSummary, check_workers, live_pools
 
 __all__ = [
@@ -95,15 +95,9 @@ def configure(
     if backend is not None:
         _check_backend(backend)
     if exit_timeout is not _KEEP:
-        if exit_timeout is not None and (
-            isinstance(exit_timeout, bool)
-            or not isinstance(exit_timeout, int | float)
-            or not 0 <= exit_timeout < float("inf")
-        ):
-            raise ValueError(
-                f"exit_timeout must be a number of seconds >= 0 or None, got {exit_timeout!r}"
-            )
-        pool_module.exit_timeout = exit_timeout
+        pool_module.exit_timeout = (
+            None if exit_timeout is None else check_seconds("exit_timeout", exit_timeout)
+        )
     with _defaults_lock:
         _default_workers = workers
         if backend is not None:

@@ -34,7 +34,7 @@ logger = logging.getLogger("makeparallel")
 Wait = Callable[[int], float]
 
 
-def _check_seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
+def check_seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number of seconds, got {value!r}")
     number = float(value)
@@ -82,7 +82,7 @@ class Fixed(_Composable):
     seconds: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_seconds("Fixed(seconds)", self.seconds)
+        check_seconds("Fixed(seconds)", self.seconds)
 
     def __call__(self, attempt: int) -> float:
         return float(self.seconds)
@@ -97,8 +97,8 @@ class Exponential(_Composable):
     maximum: float = 30.0
 
     def __post_init__(self) -> None:
-        _check_seconds("Exponential(initial)", self.initial)
-        _check_seconds("Exponential(maximum)", self.maximum)
+        check_seconds("Exponential(initial)", self.initial)
+        check_seconds("Exponential(maximum)", self.maximum)
         if isinstance(self.factor, bool) or not isinstance(self.factor, Real) or self.factor < 1:
             raise ValueError(f"Exponential(factor) must be a number >= 1, got {self.factor!r}")
 
@@ -138,13 +138,13 @@ class Retry:
                 f"got {self.attempts}; use attempts=1 for no retry"
             )
         if not callable(self.backoff):
-            _check_seconds("Retry(backoff)", self.backoff)
+            check_seconds("Retry(backoff)", self.backoff)
         for label, given in (("retry_on", self.retry_on), ("give_up_on", self.give_up_on)):
             types = (given,) if isinstance(given, type) else given
             object.__setattr__(self, label, tuple(types))
             if not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
                 raise TypeError(f"Retry({label}) must be exception types, got {given!r}")
-        jitter = _check_seconds("Retry(jitter)", self.jitter)
+        jitter = check_seconds("Retry(jitter)", self.jitter)
         if jitter > 1:
             raise ValueError(f"Retry(jitter) is a fraction of the wait in [0, 1], got {jitter}")
 
@@ -194,7 +194,7 @@ class CircuitBreaker:
                 f"failure_threshold must be >= 1 (failures in a row that open the circuit), "
                 f"got {failure_threshold}"
             )
-        self.reset_timeout = _check_seconds("reset_timeout", reset_timeout, allow_zero=False)
+        self.reset_timeout = check_seconds("reset_timeout", reset_timeout, allow_zero=False)
         if on_state_change is not None and not callable(on_state_change):
             raise TypeError("on_state_change must be callable or None")
         self.failure_threshold = failure_threshold

@@ -48,7 +48,7 @@ from .errors import (
 )
 from .handle import Handle, TaskState
 from .health import HealthReport, RunningTask, judge
-from .policies import CircuitBreaker, Retry, check_timeout
+from .policies import CircuitBreaker, Retry, check_seconds, check_timeout
 
 __all__ = ["Pool", "ShutdownSummary"]
 
@@ -135,15 +135,9 @@ class Pool(concurrent.futures.Executor):
         if isinstance(initargs, str | bytes) or not isinstance(initargs, Iterable):
             raise TypeError(f"initargs must be a tuple of arguments, got {initargs!r}")
         self._max_pending = check_workers(max_pending, "max_pending")
-        if pending_timeout is not None and (
-            isinstance(pending_timeout, bool)
-            or not isinstance(pending_timeout, int | float)
-            or not 0 <= pending_timeout < float("inf")
-        ):
-            raise ValueError(
-                f"pending_timeout must be a number of seconds >= 0 or None, got {pending_timeout!r}"
-            )
-        self._pending_timeout = pending_timeout
+        self._pending_timeout = (
+            None if pending_timeout is None else check_seconds("pending_timeout", pending_timeout)
+        )
         setup = WorkerSetup(
             initializer=initializer,
             initargs=tuple(initargs),
