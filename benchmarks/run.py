@@ -700,6 +700,17 @@ def _package_dir(name: str) -> str | None:
     return str(next(iter(spec.submodule_search_locations)))
 
 
+def _relative_to_repo(path: str | None) -> str | None:
+    """A path inside this checkout as seen from its root (no machine paths in results)."""
+    if path is None:
+        return None
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return "(installed outside this checkout)"
+
+
 def makeparallel_fingerprint() -> str | None:
     """A hash of the makeparallel sources being benchmarked (to see if they changed meanwhile)."""
     found = _package_dir("makeparallel")
@@ -749,7 +760,7 @@ def describe_machine() -> dict[str, Any]:
         "packages": packages,
         "git_commit": commit,
         "src_modified": bool(dirty) if dirty is not None else None,
-        "makeparallel_path": _package_dir("makeparallel"),
+        "makeparallel_path": _relative_to_repo(_package_dir("makeparallel")),
         "makeparallel_source_sha256": makeparallel_fingerprint(),
     }
 
