@@ -257,8 +257,9 @@ class ProcessBackend(Backend):
         if self._closing or self._broken or self._min == self._max:
             return
         live = self._live()
-        starting = sum(1 for w in live if not w.ready)
-        wanted = min(self._sink.pending_count() - starting, self._max - len(live))
+        # workers on their way: started but not ready, or asked for and not yet started
+        coming = sum(1 for w in live if not w.ready) + self._planned
+        wanted = min(self._sink.pending_count() - coming, self._max - len(live) - self._planned)
         if wanted > 0:
             self._planned += wanted
             self._call_locked(lambda: self._spawn_planned(wanted))
