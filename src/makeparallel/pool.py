@@ -572,7 +572,7 @@ class Pool(concurrent.futures.Executor):
         for task in cancelled:
             task.handle.cancel()
         if not wait:
-            self._close_engine_if_idle()
+            self._after_change()  # closes the engine now if nothing is left to run
             return ShutdownSummary.of(unfinished, stopped=())
         with self._lock:
             while self._pending or self._running or self._retrying:
@@ -605,19 +605,6 @@ class Pool(concurrent.futures.Executor):
         elif self._release(task):
             self._backend.stop_task(task, error)
             self._settle(task, False, error, may_retry=False)
-
-    def _close_engine_if_idle(self) -> None:
-        with self._lock:
-            close = (
-                not self._pending
-                and not self._running
-                and not self._retrying
-                and not self._engine_closed
-            )
-            if close:
-                self._engine_closed = True
-        if close:
-            self._backend.close(None, wait=False)
 
     def __enter__(self) -> Pool:
         return self
