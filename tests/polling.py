@@ -7,6 +7,7 @@ for synchronising threads, which the tests do with events.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -39,3 +40,14 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def stderr_after_exit(proc: subprocess.Popen[str], timeout: float, what: str) -> str:
+    """Wait for ``proc`` to exit and return its stderr; kill it and fail if it does not."""
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"{what} did not exit within {timeout} s") from None
+    return stderr

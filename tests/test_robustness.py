@@ -17,7 +17,7 @@ import pytest
 
 import makeparallel as mp
 from makeparallel.backends.process import ProcessBackend
-from polling import alive, wait_for_file, wait_until
+from polling import alive, stderr_after_exit, wait_for_file, wait_until
 
 DEADLINE = 30.0
 
@@ -244,12 +244,7 @@ def test_one_ctrl_c_stops_everything(tmp_path: Path) -> None:
     proc, pids = run_parent(tmp_path, "[h.result() for h in handles]")
     # A terminal sends SIGINT to the whole foreground process group.
     os.killpg(proc.pid, signal.SIGINT)
-    try:
-        _, stderr = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail("the parent did not exit after one Ctrl-C")
+    stderr = stderr_after_exit(proc, 15, "the parent, after one Ctrl-C,")
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in stderr
     assert stderr.count("Traceback") == 1, stderr  # the parent's own, no worker tracebacks

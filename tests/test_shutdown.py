@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import makeparallel as mp
-from polling import alive, wait_until
+from polling import alive, stderr_after_exit, wait_until
 
 DEADLINE = 30.0
 
@@ -111,12 +111,7 @@ def test_a_signal_shuts_down_gracefully_within_the_deadline(
     pids = [int(p) for p in proc.stdout.readline().split()]
     assert len(pids) == 2
     os.killpg(proc.pid, signum)  # as systemd or a terminal would: the whole group
-    try:
-        _, stderr = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail("the service did not exit after the signal")
+    stderr = stderr_after_exit(proc, 20, "the service, after the signal,")
     if signum == signal.SIGTERM:
         assert proc.returncode == 128 + signal.SIGTERM, stderr
     else:
