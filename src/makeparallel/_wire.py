@@ -21,6 +21,7 @@ CONFIG = ord("C")
 TASK = ord("T")
 CHUNK = ord("M")
 EXIT = ord("X")
+CANCEL = ord("K")  # skip this task if it has not started (it waits behind another)
 # worker -> parent
 READY = ord("R")
 BOOT_FAILED = ord("B")
@@ -28,6 +29,7 @@ RESULT = ord("O")
 ERROR = ord("E")
 CHUNK_RESULT = ord("m")
 PROGRESS = ord("P")
+SKIPPED = ord("S")  # a cancelled task that never started
 
 Buffer = bytes | bytearray | memoryview
 
@@ -110,15 +112,23 @@ class FrameReader:
         self._big_got = 0
         self._big_head: tuple[int, int] = (0, 0)
 
-    def read(self, sock: socket.socket) -> tuple[list[tuple[int, int, bytearray]], bool]:
-        """Read what is available. Returns the complete frames and whether the stream ended."""
+    def read(
+        self, sock: socket.socket, wait: bool = False
+    ) -> tuple[list[tuple[int, int, bytearray]], bool]:
+        """Read what is available. Returns the complete frames and whether the stream ended.
+
+        ``wait``: block (on a blocking socket) until some bytes arrive, then take
+        only what is there.
+        """
         frames: list[tuple[int, int, bytearray]] = []
+        flags = 0 if wait else socket.MSG_DONTWAIT
         while True:
             if self._big is not None:
                 try:
-                    n = sock.recv_into(memoryview(self._big)[self._big_got :])
+                    n = sock.recv_into(memoryview(self._big)[self._big_got :], 0, flags)
                 except (BlockingIOError, InterruptedError):
                     return frames, False
+                flags = socket.MSG_DONTWAIT
                 if n == 0:
                     return frames, True
                 self._big_got += n
@@ -128,11 +138,12 @@ class FrameReader:
                     self._big = None
                 continue
             try:
-                data = sock.recv(self._CHUNK)
+                data = sock.recv(self._CHUNK, flags)
             except (BlockingIOError, InterruptedError):
                 return frames, False
             except ConnectionResetError:
                 return frames, True
+            flags = socket.MSG_DONTWAIT
             if not data:
                 return frames, True
             self._buf += data

@@ -1,15 +1,16 @@
 """The loop that runs inside every worker process of the process engine.
 
-    parent I/O thread  ==socket==>  recv_frame -> load fn/args -> call -> send result
-                                        ^                                     |
-                                        +-------------------------------------+
+    parent I/O thread  ==socket==>  inbox -> load fn/args -> call -> send result
+                                      ^                                  |
+                                      +----------------------------------+
     parent's lifeline pipe  -->  watchdog thread: EOF means the parent died -> _exit
 
-A worker knows nothing of pools: it reads one frame at a time, runs it, and
-writes back exactly one answer per task. It ignores SIGINT, so one Ctrl-C in
-a terminal reaches only the parent, which then stops the workers itself.
-The worker must never outlive its parent and never print a traceback of its
-own machinery.
+A worker knows nothing of pools: it runs its tasks in the order they arrive
+(the parent may send several ahead) and writes back exactly one answer per
+task - its result, its error, or SKIPPED for a task cancelled before it
+started. It ignores SIGINT, so one Ctrl-C in a terminal reaches only the
+parent, which then stops the workers itself. The worker must never outlive
+its parent and never print a traceback of its own machinery.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import socket
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from . import _serialize, _wire, _worker_state
@@ -109,10 +111,50 @@ class _Channel:
         return send_progress
 
 
+class _Inbox:
+    """Frames from the parent, in order. The parent may send several tasks ahead; a
+    CANCEL frame for one that has not started removes it (answered with SKIPPED)."""
+
+    def __init__(self, channel: _Channel) -> None:
+        self.channel = channel
+        self.reader = _wire.FrameReader()
+        self.queue: deque[tuple[int, int, bytearray]] = deque()
+        self.ended = False
+
+    def next(self) -> tuple[int, int, bytearray] | None:
+        """The next frame to act on; None once the parent has closed its end."""
+        while True:
+            if self.queue:
+                self._pull(wait=False)  # a cancel for a waiting task may have arrived
+                if self.queue:
+                    return self.queue.popleft()
+            if self.ended:
+                return None
+            self._pull(wait=True)
+
+    def _pull(self, wait: bool) -> None:
+        frames, ended = self.reader.read(self.channel.sock, wait)
+        self.ended = self.ended or ended
+        for message in frames:
+            if message[0] == _wire.CANCEL:
+                self._skip(message[1])
+            else:
+                self.queue.append(message)
+
+    def _skip(self, task_id: int) -> None:
+        for message in self.queue:
+            if message[1] == task_id and message[0] in (_wire.TASK, _wire.CHUNK):
+                self.queue.remove(message)
+                self.channel.send(_wire.frame(_wire.SKIPPED, task_id, ()))
+                return
+        # Not here: it has run already, and its answer is on its way.
+
+
 def _serve(sock: socket.socket) -> None:
     channel = _Channel(sock)
+    inbox = _Inbox(channel)
     while True:
-        message = _wire.recv_frame(sock)
+        message = inbox.next()
         if message is None:
             os._exit(0)
         kind, task_id, body = message

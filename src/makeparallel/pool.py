@@ -325,9 +325,11 @@ class Pool(concurrent.futures.Executor):
 
     # -- what engines call (the Sink protocol) -----------------------------
 
-    def take(self) -> Task | None:
+    def take(self, ahead: bool = False) -> Task | None:
         with self._lock:
             while self._pending:
+                if ahead and self._pending[0].timeout is not None:
+                    return None  # its clock starts now: it must go to an idle worker
                 task = self._pending.popleft()
                 if self._max_pending is not None:
                     self._room.notify()

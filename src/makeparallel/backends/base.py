@@ -19,8 +19,12 @@ from .._task import Task
 class Sink(Protocol):
     """What an engine sees of its pool."""
 
-    def take(self) -> Task | None:
-        """The next task to run, already marked running; None when nothing waits."""
+    def take(self, ahead: bool = False) -> Task | None:
+        """The next task to run, already marked running; None when nothing waits.
+
+        ``ahead``: the task will wait behind another one on a busy worker, so
+        take it only if it has no timeout (a timeout's clock starts here).
+        """
 
     def has_pending(self) -> bool: ...
 

@@ -12,6 +12,16 @@
                                    +-> frames: ready / result / error -> Sink.finished
                                    +-> a worker exits -> its one task fails, a new worker starts
 
+Short tasks are sent *ahead*: while a worker runs one task, up to a few
+milliseconds' worth of further tasks wait in its socket, so it never sits
+idle for a round trip to the parent. How many go ahead follows the measured
+time between a worker's answers (``_ahead``). A worker answers its tasks in
+the order it got them, so the parent always knows which one is running: the
+oldest unanswered one. Tasks with a timeout are never sent ahead (their
+clock starts when they are handed out); when a worker dies, the tasks queued
+behind its running one go back to the front of the line, and a task
+cancelled while it waits in a worker's socket is skipped by that worker.
+
 Why our own loop and not ``ProcessPoolExecutor``: the parent must be able to
 kill and replace *one* worker (timeout, cancel, crash) without breaking the
 pool, and know exactly which task a dead worker was running.
@@ -69,6 +79,9 @@ _MAX_BOOT_FAILURES = 3
 _MEMORY_CHECK_INTERVAL = 0.1  # seconds between memory checks of running tasks
 _KILLED_FROM_OUTSIDE = (-signal.SIGKILL, -signal.SIGTERM)
 _REAP_GRACE = 5.0
+_AHEAD_SECONDS = 0.002  # queue about this much work behind a worker's running task
+_MAX_AHEAD = 64  # tasks on one worker at once, running one included
+_SMOOTHING = 0.2  # weight of the newest sample in the mean time per task
 
 _lifeline_lock = threading.Lock()
 _lifeline: tuple[int, int] | None = None
@@ -101,8 +114,10 @@ class _Worker:
     __slots__ = (
         "boot_error",
         "dead",
+        "head_since",
         "idle_since",
         "index",
+        "inflight",
         "label",
         "outbox",
         "pidfd",
@@ -110,8 +125,8 @@ class _Worker:
         "reader",
         "ready",
         "retiring",
+        "sent",
         "sock",
-        "task",
         "tasks_done",
     )
 
@@ -124,12 +139,19 @@ class _Worker:
         self.outbox: list[memoryview] = []
         self.ready = False
         self.dead = False
-        self.task: Task | None = None
+        self.inflight: deque[Task] = deque()  # sent, not answered; the first one runs
+        self.head_since = 0.0  # when the running task started (as far as the parent knows)
+        self.sent = 0
         self.label = f"pid {proc.pid}"
         self.boot_error = ""
         self.tasks_done = 0
         self.retiring = False  # leaving: recycled, idle too long, or the pool shrank
         self.idle_since = 0.0
+
+    @property
+    def task(self) -> Task | None:
+        """The task this worker is running, if any."""
+        return self.inflight[0] if self.inflight else None
 
 
 class ProcessBackend(Backend):
@@ -172,6 +194,8 @@ class ProcessBackend(Backend):
         self._io_ident: int | None = None
         self._planned = 0  # workers asked for but not yet started
         self._next_memory_check = 0.0
+        self._mean_task: float | None = None  # seconds between a worker's answers
+        self._ahead = 1  # tasks per worker at once; more than 1 once tasks prove short
         self._thread = threading.Thread(target=self._loop, name=f"{self.pool_name}-io", daemon=True)
         self._thread.start()
         self._call(self._spawn_all)
@@ -203,36 +227,72 @@ class ProcessBackend(Backend):
     def poke(self) -> None:
         while True:
             with self._lock:
-                if not self._idle:
+                worker = self._worker_with_room()
+                if worker is None:
                     self._grow_if_needed()
                     return
-                worker = self._idle.pop()
-            task = self._sink.take()
+                idle = not worker.inflight
+            task = self._next_task(ahead=not idle)
             if task is not None:
-                self._send_task(worker, task)
+                self._send_tasks(worker, [task])
                 continue
-            with self._lock:
-                if not worker.dead:
-                    self._idle.append(worker)
-            if not self._sink.has_pending():
+            if idle:
+                with self._lock:
+                    if not worker.dead:
+                        self._idle.append(worker)
+            # Nothing left, or the next task must wait for an idle worker (it has a timeout).
+            if not idle or not self._sink.has_pending():
                 return
 
+    def _worker_with_room(self) -> _Worker | None:
+        """Called with the lock held: an idle worker, else the least busy one with room."""
+        if self._idle:
+            return self._idle.pop()
+        if self._ahead <= 1 or self.setup.memory_limit is not None:
+            return None  # tasks are long (or not yet measured), or memory is checked per task
+        best: _Worker | None = None
+        for worker in self._workers:
+            if (
+                worker.inflight
+                and len(worker.inflight) < self._ahead
+                and not (worker.dead or worker.retiring)
+                and self._may_send(worker)
+                and (best is None or len(worker.inflight) < len(best.inflight))
+            ):
+                best = worker
+        return best
+
+    def _may_send(self, worker: _Worker) -> bool:
+        limit = self.setup.max_tasks
+        return limit is None or worker.sent < limit
+
+    def _next_task(self, ahead: bool) -> Task | None:
+        """Tasks handed back by a dead worker first, then the pool's queue."""
+        with self._lock:
+            if self._backlog:
+                if ahead and self._backlog[0].timeout is not None:
+                    return None
+                return self._backlog.popleft()
+        return self._sink.take(ahead)
+
     def stop_task(self, task: Task, error: BaseException) -> bool:
-        worker: _Worker | None = None
         with self._lock:
             if task in self._backlog:
                 self._backlog.remove(task)
-                in_backlog = True
+                worker = None
             else:
-                in_backlog = False
-                worker = next((w for w in self._workers if w.task is task), None)
+                worker = next((w for w in self._workers if task in w.inflight), None)
                 if worker is None:
                     return False
                 task.stop_error = error
-        if in_backlog:
+                running = worker.inflight[0] is task
+        if worker is None:
             self._sink.finished(task, False, error)
-        elif worker is not None:
+        elif running:
             _kill(worker)
+        else:
+            # It waits behind the running task: the worker skips it (and says so).
+            self._send_frames(worker, [], _wire.frame(_wire.CANCEL, task.id, ()))
         return True
 
     def close(self, deadline: float | None, wait: bool = True) -> None:
@@ -309,26 +369,41 @@ class ProcessBackend(Backend):
 
     # -- sending ------------------------------------------------------------
 
-    def _send_task(self, worker: _Worker, task: Task) -> None:
-        assert task.fn_data is not None
-        assert task.args_data is not None
-        assert task.ctx_data is not None
-        kind = _wire.TASK if task.items is None else _wire.CHUNK
-        head = _wire.TASK_HEAD.pack(len(task.fn_data), len(task.ctx_data), task.attempt)
-        parts = (head, task.fn_data, task.ctx_data, task.args_data)
-        views = _wire.as_views(_wire.frame(kind, task.id, parts))
+    def _send_tasks(self, worker: _Worker, tasks: list[Task]) -> None:
+        buffers: list[_wire.Buffer] = []
+        for task in tasks:
+            assert task.fn_data is not None
+            assert task.args_data is not None
+            assert task.ctx_data is not None
+            kind = _wire.TASK if task.items is None else _wire.CHUNK
+            head = _wire.TASK_HEAD.pack(len(task.fn_data), len(task.ctx_data), task.attempt)
+            parts = (head, task.fn_data, task.ctx_data, task.args_data)
+            buffers += _wire.frame(kind, task.id, parts)
+        self._send_frames(worker, tasks, buffers)
+
+    def _send_frames(self, worker: _Worker, tasks: list[Task], buffers: list[_wire.Buffer]) -> None:
+        """Write ``buffers`` to ``worker``, which from now on owes an answer for ``tasks``."""
+        views = _wire.as_views(buffers)
         with self._lock:
             if worker.dead:
-                self._backlog.append(task)
+                self._backlog.extend(tasks)
                 return
-            worker.task = task
-            task.assign(worker.label)
+            if not worker.inflight:
+                worker.head_since = time.monotonic()
+            worker.inflight.extend(tasks)
+            worker.sent += len(tasks)
+            for task in tasks:
+                task.assign(worker.label)
+            if worker.outbox:  # an earlier write is unfinished: queue behind it
+                worker.outbox += views
+                return
             try:
                 rest = _wire.send_some(worker.sock, views)
             except OSError:
                 # The worker is going away; the I/O thread will see it die.
-                worker.task = None
-                self._backlog.append(task)
+                for task in tasks:
+                    worker.inflight.remove(task)
+                self._backlog.extend(tasks)
                 return
             if rest:
                 worker.outbox = rest
@@ -558,10 +633,21 @@ class ProcessBackend(Backend):
                 value, message = _serialize.loads(body)
                 running.handle._set_progress(value, message)
             return
+        if kind == _wire.SKIPPED:
+            # A task cancelled while it waited in the worker; the pool has ended it already.
+            with self._lock:
+                for waiting in worker.inflight:
+                    if waiting.id == task_id:
+                        worker.inflight.remove(waiting)
+                        break
+            self._worker_free(worker)
+            return
         with self._lock:
-            task = worker.task
-            worker.task = None
+            task = worker.inflight.popleft() if worker.inflight else None
             worker.tasks_done += 1
+            now = time.monotonic()
+            self._note_task_time(now - worker.head_since)
+            worker.head_since = now  # the next task in its queue starts now
         if task is None or task.id != task_id:
             logger.error("worker %s answered for unknown task %s", worker.label, task_id)
             return
@@ -593,8 +679,20 @@ class ProcessBackend(Backend):
             value = (values, errors)
         return True, value
 
+    def _note_task_time(self, seconds: float) -> None:
+        """Called with the lock held: update the mean time per task and how many go ahead."""
+        mean = self._mean_task
+        mean = seconds if mean is None else mean + _SMOOTHING * (seconds - mean)
+        self._mean_task = mean
+        self._ahead = max(1, min(_MAX_AHEAD, int(_AHEAD_SECONDS / max(mean, 1e-6))))
+
     def _worker_free(self, worker: _Worker) -> None:
+        """A worker answered (or became ready): give it more work, or let it rest or leave."""
         if worker.dead:
+            return
+        if worker.inflight:
+            if not (self._closing or worker.retiring):
+                self.poke()  # idle workers first, then the queues of busy ones
             return
         if self._closing:
             self._retire(worker)
@@ -618,9 +716,8 @@ class ProcessBackend(Backend):
                 worker.idle_since = time.monotonic()
                 self._idle.append(worker)
         if task is not None:
-            self._send_task(worker, task)
-        else:
-            self.poke()
+            self._send_tasks(worker, [task])
+        self.poke()
 
     def _on_exit(self, worker: _Worker) -> None:
         if worker.dead:
@@ -630,7 +727,11 @@ class ProcessBackend(Backend):
         # Whatever the worker wrote before it died is still in the socket: read it first.
         self._read_remaining(worker)
         with self._lock:
-            task, worker.task = worker.task, None
+            task = worker.task
+            # Tasks queued behind the one that ran never started: they go first in line.
+            behind = [t for t in list(worker.inflight)[1:] if t.stop_error is None]
+            worker.inflight.clear()
+            self._backlog.extendleft(reversed(behind))
             if worker in self._idle:
                 self._idle.remove(worker)
             self._workers.remove(worker)
@@ -650,6 +751,8 @@ class ProcessBackend(Backend):
         if task is not None:
             error = task.stop_error or worker_crashed(task, worker.label, returncode)
             self._sink.finished(task, False, error)
+        if behind and not self._closing:
+            self.poke()
 
     def _replace(self, worker: _Worker, task: Task | None, returncode: int | None) -> None:
         if not worker.retiring and (task is None or task.stop_error is None):
@@ -748,7 +851,7 @@ class ProcessBackend(Backend):
             self._idle.clear()
             backlog = list(self._backlog)
             self._backlog.clear()
-        orphaned = [w.task for w in workers if w.task is not None] + backlog
+        orphaned = [t for w in workers for t in w.inflight] + backlog
         for worker in workers:
             _kill(worker)
             _reap(worker.proc)

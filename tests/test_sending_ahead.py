@@ -1,0 +1,128 @@
+"""Short tasks are sent ahead to busy workers; nothing about a task may change because of it.
+
+Once tasks prove short, the process engine queues a few of them behind a
+worker's running task. These tests fill that queue on purpose (one worker,
+many no-op tasks first, then a task that blocks) and check what a user
+would notice: a cancelled task waiting there never runs, a crash fails only
+the task that was running, a task with a timeout is never queued behind
+another, and every task ends exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+import makeparallel as mp
+from makeparallel.backends.process import ProcessBackend
+from polling import wait_for_file, wait_until
+
+DEADLINE = 30.0
+
+
+def noop() -> None:
+    return None
+
+
+def block_then_return(path: str, value: int) -> int:
+    wait_for_file(path)
+    return value
+
+
+def touch(path: str) -> str:
+    Path(path).touch()
+    return path
+
+
+def engine(pool: mp.Pool) -> ProcessBackend:
+    backend = pool._backend
+    assert isinstance(backend, ProcessBackend)
+    return backend
+
+
+@pytest.fixture
+def pool():
+    with mp.Pool(workers=1, backend="process", name="ahead") as p:
+        for handle in [p.submit(noop) for _ in range(200)]:
+            handle.result(timeout=DEADLINE)
+        assert engine(p)._ahead > 3, "no-op tasks should have proven short"
+        yield p
+
+
+def queue_behind_a_blocked_task(pool: mp.Pool, tmp_path: Path, count: int):
+    release = str(tmp_path / "release")
+    blocked = pool.submit(block_then_return, release, 1)
+    wait_until(blocked.running, what="the blocking task to start")
+    queued = [pool.submit(touch, str(tmp_path / f"ran-{i}")) for i in range(count)]
+    worker = engine(pool)._workers[0]
+    wait_until(lambda: len(worker.inflight) == count + 1, what="tasks queued on the worker")
+    return release, blocked, queued
+
+
+def test_tasks_sent_ahead_count_as_running(pool: mp.Pool, tmp_path: Path) -> None:
+    release, blocked, queued = queue_behind_a_blocked_task(pool, tmp_path, 3)
+    assert all(h.state == "running" for h in queued)
+    Path(release).touch()
+    assert blocked.result(timeout=DEADLINE) == 1
+    assert [h.result(timeout=DEADLINE) for h in queued] == [
+        str(tmp_path / f"ran-{i}") for i in range(3)
+    ]
+
+
+def test_a_cancelled_task_waiting_in_a_worker_never_runs(pool: mp.Pool, tmp_path: Path) -> None:
+    release, blocked, queued = queue_behind_a_blocked_task(pool, tmp_path, 4)
+    assert queued[1].cancel() is True
+    assert queued[2].cancel() is True
+    Path(release).touch()
+    assert blocked.result(timeout=DEADLINE) == 1
+    assert queued[0].result(timeout=DEADLINE) == str(tmp_path / "ran-0")
+    assert queued[3].result(timeout=DEADLINE) == str(tmp_path / "ran-3")
+    for handle in queued[1:3]:
+        assert handle.cancelled()
+        with pytest.raises(mp.TaskCancelledError):
+            handle.result(timeout=0)
+    assert not (tmp_path / "ran-1").exists()
+    assert not (tmp_path / "ran-2").exists()
+    # the worker was not replaced for it, and answers the next task
+    pid = engine(pool).worker_pids()
+    assert pool.submit(touch, str(tmp_path / "after")).result(timeout=DEADLINE)
+    assert engine(pool).worker_pids() == pid
+
+
+def test_a_crash_fails_only_the_running_task_and_requeues_the_rest(
+    pool: mp.Pool, tmp_path: Path
+) -> None:
+    _, blocked, queued = queue_behind_a_blocked_task(pool, tmp_path, 5)
+    assert blocked.worker is not None
+    os.kill(int(blocked.worker.split()[1]), signal.SIGKILL)
+    with pytest.raises(mp.WorkerCrashedError, match="SIGKILL"):
+        blocked.result(timeout=DEADLINE)
+    assert [h.result(timeout=DEADLINE) for h in queued] == [
+        str(tmp_path / f"ran-{i}") for i in range(5)
+    ]
+    assert all(h.state == "succeeded" for h in queued)
+
+
+def test_a_timeout_stops_only_its_task_and_frees_the_ones_behind(
+    pool: mp.Pool, tmp_path: Path
+) -> None:
+    hung = pool.submit(block_then_return, str(tmp_path / "never"), 1)
+    wait_until(hung.running, what="the first task to start")
+    queued = [pool.submit(touch, str(tmp_path / f"ran-{i}")) for i in range(3)]
+    worker = engine(pool)._workers[0]
+    wait_until(lambda: len(worker.inflight) == 4, what="tasks queued on the worker")
+    # a task with a timeout waits in the pool until a worker is idle ...
+    timed_out = mp.parallel(timeout=0.3, pool=pool)(block_then_return)
+    late = timed_out(str(tmp_path / "never"), 3)
+    assert late.state == "pending"
+    assert len(worker.inflight) == 4
+    # ... so when the hung task is stopped, the queued tasks run, then the timed one times out
+    assert hung.cancel() is True
+    assert [h.result(timeout=DEADLINE) for h in queued] == [
+        str(tmp_path / f"ran-{i}") for i in range(3)
+    ]
+    with pytest.raises(mp.TaskTimeoutError):
+        late.result(timeout=DEADLINE)
