@@ -232,9 +232,9 @@ class ProcessBackend(Backend):
                     self._grow_if_needed()
                     return
                 idle = not worker.inflight
-            task = self._next_task(ahead=not idle)
-            if task is not None:
-                self._send_tasks(worker, [task])
+            tasks = self._take_for(worker, idle)
+            if tasks:
+                self._send_tasks(worker, tasks)
                 continue
             if idle:
                 with self._lock:
@@ -261,6 +261,31 @@ class ProcessBackend(Backend):
             ):
                 best = worker
         return best
+
+    def _take_for(self, worker: _Worker, idle: bool) -> list[Task]:
+        """Tasks for one write to ``worker``: its share of the queue, as far as it has room."""
+        first = self._next_task(ahead=not idle)
+        if first is None:
+            return []
+        tasks = [first]
+        with self._lock:
+            room = self._ahead - len(worker.inflight) - 1
+            limit = self.setup.max_tasks
+            if limit is not None:
+                room = min(room, limit - worker.sent - 1)
+            if room > 0 and self.setup.memory_limit is None:
+                # leave the other workers their part of what waits
+                ready = sum(1 for w in self._workers if w.ready and not w.dead) or 1
+                room = min(room, -(-self._sink.pending_count() // ready))
+            else:
+                room = 0
+        while room > 0:
+            task = self._next_task(ahead=True)
+            if task is None:
+                break
+            tasks.append(task)
+            room -= 1
+        return tasks
 
     def _may_send(self, worker: _Worker) -> bool:
         limit = self.setup.max_tasks
@@ -613,16 +638,20 @@ class ProcessBackend(Backend):
             frames, ended = worker.reader.read(worker.sock)
         except OSError:
             frames, ended = [], True
-        for kind, task_id, body in frames:
-            self._on_frame(worker, kind, task_id, body)
+        last = len(frames) - 1
+        for index, (kind, task_id, body) in enumerate(frames):
+            # One hand-out of new work after the whole batch, not one per answer.
+            self._on_frame(worker, kind, task_id, body, hand_out=index == last)
         if ended:
             self._on_exit(worker)
 
-    def _on_frame(self, worker: _Worker, kind: int, task_id: int, body: bytearray) -> None:
+    def _on_frame(
+        self, worker: _Worker, kind: int, task_id: int, body: bytearray, hand_out: bool = True
+    ) -> None:
         if kind == _wire.READY:
             worker.ready = True
             self._boot_failures = 0
-            self._worker_free(worker)
+            self._worker_free(worker, hand_out)
             return
         if kind == _wire.BOOT_FAILED:
             worker.boot_error = body.decode(errors="replace")
@@ -640,7 +669,7 @@ class ProcessBackend(Backend):
                     if waiting.id == task_id:
                         worker.inflight.remove(waiting)
                         break
-            self._worker_free(worker)
+            self._worker_free(worker, hand_out)
             return
         with self._lock:
             task = worker.inflight.popleft() if worker.inflight else None
@@ -652,7 +681,7 @@ class ProcessBackend(Backend):
             logger.error("worker %s answered for unknown task %s", worker.label, task_id)
             return
         ok, value = self._outcome(task, worker, kind, body)
-        self._worker_free(worker)  # hand out the next task before running callbacks
+        self._worker_free(worker, hand_out)  # hand out the next task before running callbacks
         if task.stop_error is None:
             self._sink.finished(task, ok, value)
         else:
@@ -686,12 +715,16 @@ class ProcessBackend(Backend):
         self._mean_task = mean
         self._ahead = max(1, min(_MAX_AHEAD, int(_AHEAD_SECONDS / max(mean, 1e-6))))
 
-    def _worker_free(self, worker: _Worker) -> None:
-        """A worker answered (or became ready): give it more work, or let it rest or leave."""
+    def _worker_free(self, worker: _Worker, hand_out: bool = True) -> None:
+        """A worker answered (or became ready): give it more work, or let it rest or leave.
+
+        ``hand_out``: also send waiting tasks to every worker with room (False while
+        more answers of the same batch are still to be read).
+        """
         if worker.dead:
             return
         if worker.inflight:
-            if not (self._closing or worker.retiring):
+            if hand_out and not (self._closing or worker.retiring):
                 self.poke()  # idle workers first, then the queues of busy ones
             return
         if self._closing:
@@ -717,7 +750,8 @@ class ProcessBackend(Backend):
                 self._idle.append(worker)
         if task is not None:
             self._send_tasks(worker, [task])
-        self.poke()
+        if hand_out:
+            self.poke()
 
     def _on_exit(self, worker: _Worker) -> None:
         if worker.dead:
