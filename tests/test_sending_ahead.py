@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -52,24 +53,43 @@ def pool():
         yield p
 
 
-def queue_behind_a_blocked_task(pool: mp.Pool, tmp_path: Path, count: int):
-    release = str(tmp_path / "release")
-    blocked = pool.submit(block_then_return, release, 1)
-    wait_until(blocked.running, what="the blocking task to start")
+def queue_behind(pool: mp.Pool, tmp_path: Path, first: mp.Handle[int], count: int):
+    """Queue ``count`` tasks behind ``first`` on the pool's one worker.
+
+    Work is sent ahead when a worker answers: a gate task holds the worker
+    while ``first`` and the others are submitted, then its answer makes the
+    pool send them all in one write.
+    """
     queued = [pool.submit(touch, str(tmp_path / f"ran-{i}")) for i in range(count)]
+    Path(tmp_path / "gate").touch()
     worker = engine(pool)._workers[0]
     wait_until(lambda: len(worker.inflight) == count + 1, what="tasks queued on the worker")
+    wait_until(first.running, what="the first task to start")
+    return queued
+
+
+def queue_behind_a_blocked_task(pool: mp.Pool, tmp_path: Path, count: int):
+    gate = pool.submit(block_then_return, str(tmp_path / "gate"), 0)
+    wait_until(gate.running, what="the gate task to start")
+    release = str(tmp_path / "release")
+    blocked = pool.submit(block_then_return, release, 1)
+    queued = queue_behind(pool, tmp_path, blocked, count)
+    assert gate.result(timeout=DEADLINE) == 0
     return release, blocked, queued
 
 
 def test_tasks_sent_ahead_count_as_running(pool: mp.Pool, tmp_path: Path) -> None:
     release, blocked, queued = queue_behind_a_blocked_task(pool, tmp_path, 3)
     assert all(h.state == "running" for h in queued)
+    # a busy worker's queue is filled when it answers, not at submit: this one waits in the pool
+    waiting = pool.submit(touch, str(tmp_path / "later"))
+    assert waiting.state == "pending"
     Path(release).touch()
     assert blocked.result(timeout=DEADLINE) == 1
     assert [h.result(timeout=DEADLINE) for h in queued] == [
         str(tmp_path / f"ran-{i}") for i in range(3)
     ]
+    assert waiting.result(timeout=DEADLINE) == str(tmp_path / "later")
 
 
 def test_a_cancelled_task_waiting_in_a_worker_never_runs(pool: mp.Pool, tmp_path: Path) -> None:
@@ -109,11 +129,11 @@ def test_a_crash_fails_only_the_running_task_and_requeues_the_rest(
 def test_a_timeout_stops_only_its_task_and_frees_the_ones_behind(
     pool: mp.Pool, tmp_path: Path
 ) -> None:
+    gate = pool.submit(block_then_return, str(tmp_path / "gate"), 0)
+    wait_until(gate.running, what="the gate task to start")
     hung = pool.submit(block_then_return, str(tmp_path / "never"), 1)
-    wait_until(hung.running, what="the first task to start")
-    queued = [pool.submit(touch, str(tmp_path / f"ran-{i}")) for i in range(3)]
+    queued = queue_behind(pool, tmp_path, hung, 3)
     worker = engine(pool)._workers[0]
-    wait_until(lambda: len(worker.inflight) == 4, what="tasks queued on the worker")
     # a task with a timeout waits in the pool until a worker is idle ...
     timed_out = mp.parallel(timeout=0.3, pool=pool)(block_then_return)
     late = timed_out(str(tmp_path / "never"), 3)
@@ -126,3 +146,16 @@ def test_a_timeout_stops_only_its_task_and_frees_the_ones_behind(
     ]
     with pytest.raises(mp.TaskTimeoutError):
         late.result(timeout=DEADLINE)
+
+
+def busy(seconds: float) -> float:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return seconds
+
+
+def test_long_tasks_stop_being_sent_ahead(pool: mp.Pool) -> None:
+    for handle in [pool.submit(busy, 0.02) for _ in range(6)]:
+        handle.result(timeout=DEADLINE)
+    assert engine(pool)._ahead == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pickle
 import reprlib
+import types
 
 TYPE_CHECKING = False  # no typing import at run time: workers import this module
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 _MAIN_MARKER = b"__main__"
+# what plain pickle writes as a reference (module + qualified name), never by value
+_REFERENCED_KINDS = (types.FunctionType, types.BuiltinFunctionType, type)
 
 
 def dumps(obj: object) -> bytes:
@@ -36,6 +39,18 @@ def dumps(obj: object) -> bytes:
         # worker's result, would point at the worker's bootstrap module).
         return _cloud_dumps(obj)
     return data
+
+
+def dumps_function(fn: object) -> tuple[bytes, bool]:
+    """Serialize a function; also say whether the bytes are a mere reference to it
+    (module and name), which stays valid for as long as the function exists."""
+    try:
+        data = pickle.dumps(fn, PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return _cloud_dumps(fn), False
+    if _MAIN_MARKER in data:
+        return _cloud_dumps(fn), False
+    return data, isinstance(fn, _REFERENCED_KINDS)
 
 
 def loads(data: bytes | bytearray | memoryview) -> Any:

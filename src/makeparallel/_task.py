@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .policies import CircuitBreaker, Retry
 
 _ids = itertools.count(1)
+_event_lock = threading.Lock()
 
 
 def next_task_id() -> int:
@@ -60,13 +61,26 @@ class Task:
     # set when the task was stopped on purpose (timeout, cancel, shutdown):
     # the error to report instead of "the worker crashed"
     stop_error: BaseException | None = field(default=None, repr=False)
-    # tells a task on a thread that it should stop (threads cannot be killed)
-    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     deadline_entry: TimerEntry | None = field(default=None, repr=False)
+    _cancel_event: threading.Event | None = field(default=None, repr=False)
 
     @property
     def id(self) -> int:
         return self.handle.task_id
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Tells a task on a thread that it should stop (threads cannot be killed).
+
+        Made on first use: process tasks never need one.
+        """
+        event = self._cancel_event
+        if event is None:
+            with _event_lock:
+                if self._cancel_event is None:
+                    self._cancel_event = threading.Event()
+                event = self._cancel_event
+        return event
 
     def assign(self, worker: str) -> None:
         """Record where this attempt runs (also on the handle, for the user)."""
@@ -80,8 +94,8 @@ class Task:
             attempt=self.attempt + 1,
             worker=None,
             stop_error=None,
-            cancel_event=threading.Event(),
             deadline_entry=None,
+            _cancel_event=None,
         )
 
     def function_name(self) -> str:

@@ -113,17 +113,21 @@ class FrameReader:
         self._big_head: tuple[int, int] = (0, 0)
 
     def read(
-        self, sock: socket.socket, wait: bool = False
+        self, sock: socket.socket, wait: bool = False, drain: bool = False
     ) -> tuple[list[tuple[int, int, bytearray]], bool]:
         """Read what is available. Returns the complete frames and whether the stream ended.
 
-        ``wait``: block (on a blocking socket) until some bytes arrive, then take
-        only what is there.
+        ``wait``: block (on a blocking socket) until some bytes arrive. Without
+        ``drain`` a read that did not fill its buffer is the last one: the
+        caller's poll says when more arrives, and every system call here also
+        gives other threads a turn at the GIL. With ``drain``, read until the
+        socket is empty.
         """
         frames: list[tuple[int, int, bytearray]] = []
         flags = 0 if wait else socket.MSG_DONTWAIT
         while True:
             if self._big is not None:
+                wanted = len(self._big) - self._big_got
                 try:
                     n = sock.recv_into(memoryview(self._big)[self._big_got :], 0, flags)
                 except (BlockingIOError, InterruptedError):
@@ -136,6 +140,8 @@ class FrameReader:
                     kind, task_id = self._big_head
                     frames.append((kind, task_id, self._big))
                     self._big = None
+                if n < wanted and not drain:
+                    return frames, False
                 continue
             try:
                 data = sock.recv(self._CHUNK, flags)
@@ -148,6 +154,8 @@ class FrameReader:
                 return frames, True
             self._buf += data
             self._parse(frames)
+            if len(data) < self._CHUNK and self._big is None and not drain:
+                return frames, False
 
     def _parse(self, frames: list[tuple[int, int, bytearray]]) -> None:
         buf = self._buf

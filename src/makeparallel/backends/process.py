@@ -82,6 +82,8 @@ _REAP_GRACE = 5.0
 _AHEAD_SECONDS = 0.002  # queue about this much work behind a worker's running task
 _MAX_AHEAD = 64  # tasks on one worker at once, running one included
 _SMOOTHING = 0.2  # weight of the newest sample in the mean time per task
+_OUTLIER = 10.0  # a sample counts as at most this many times the mean
+_CACHE_SIZE = 256  # pickled functions and task contexts kept for reuse
 
 _lifeline_lock = threading.Lock()
 _lifeline: tuple[int, int] | None = None
@@ -194,6 +196,8 @@ class ProcessBackend(Backend):
         self._io_ident: int | None = None
         self._planned = 0  # workers asked for but not yet started
         self._next_memory_check = 0.0
+        self._functions: dict[int, tuple[Callable[..., Any], bytes]] = {}
+        self._contexts: dict[str, bytes] = {}
         self._mean_task: float | None = None  # seconds between a worker's answers
         self._ahead = 1  # tasks per worker at once; more than 1 once tasks prove short
         self._thread = threading.Thread(target=self._loop, name=f"{self.pool_name}-io", daemon=True)
@@ -204,10 +208,7 @@ class ProcessBackend(Backend):
 
     def prepare(self, task: Task) -> None:
         if task.fn_data is None:
-            try:
-                task.fn_data = _serialize.dumps(task.fn)
-            except Exception as problem:
-                raise unpicklable_function(task, problem) from problem
+            task.fn_data = self._function_bytes(task)
         try:
             payload: object = (
                 (task.star, task.items) if task.items is not None else (task.args, task.kwargs)
@@ -215,8 +216,12 @@ class ProcessBackend(Backend):
             task.args_data = _serialize.dumps(payload)
         except Exception as problem:
             raise unpicklable_arguments(task, problem) from problem
+        metadata = task.handle.metadata
+        if not metadata:
+            task.ctx_data = self._plain_context(task.handle.name)
+            return
         try:
-            task.ctx_data = _serialize.dumps((task.handle.name, dict(task.handle.metadata)))
+            task.ctx_data = _serialize.dumps((task.handle.name, dict(metadata)))
         except Exception as problem:
             raise SerializationError(
                 f"{task.describe()}: its metadata cannot be sent to a worker process "
@@ -224,7 +229,40 @@ class ProcessBackend(Backend):
                 **task.context(),
             ) from problem
 
+    def _function_bytes(self, task: Task) -> bytes:
+        """The pickled function; kept per function when it travels by reference."""
+        key = id(task.fn)
+        known = self._functions.get(key)
+        if known is not None and known[0] is task.fn:
+            return known[1]
+        try:
+            data, by_reference = _serialize.dumps_function(task.fn)
+        except Exception as problem:
+            raise unpicklable_function(task, problem) from problem
+        if by_reference:  # by value (closures, __main__) it must be pickled afresh each time
+            if len(self._functions) >= _CACHE_SIZE:
+                self._functions.clear()
+            self._functions[key] = (task.fn, data)  # holding fn keeps its id unique
+        return data
+
+    def _plain_context(self, name: str) -> bytes:
+        """The task context for a name and no metadata, the common case."""
+        data = self._contexts.get(name)
+        if data is None:
+            data = _serialize.dumps((name, {}))
+            if len(self._contexts) >= _CACHE_SIZE:
+                self._contexts.clear()
+            self._contexts[name] = data
+        return data
+
     def poke(self) -> None:
+        if not self._idle and threading.get_ident() != self._io_ident:
+            # Every worker is busy: the I/O thread hands this task out when one answers
+            # (it makes a worker idle before it looks at the queue, so nothing is missed).
+            if self._min != self._max:
+                with self._lock:
+                    self._grow_if_needed()
+            return
         while True:
             with self._lock:
                 worker = self._worker_with_room()
@@ -250,6 +288,10 @@ class ProcessBackend(Backend):
             return self._idle.pop()
         if self._ahead <= 1 or self.setup.memory_limit is not None:
             return None  # tasks are long (or not yet measured), or memory is checked per task
+        if threading.get_ident() != self._io_ident:
+            # A submitting thread only wakes idle workers; busy ones get their queues
+            # topped up by the I/O thread as their answers come in, many tasks per write.
+            return None
         best: _Worker | None = None
         for worker in self._workers:
             if (
@@ -711,7 +753,11 @@ class ProcessBackend(Backend):
     def _note_task_time(self, seconds: float) -> None:
         """Called with the lock held: update the mean time per task and how many go ahead."""
         mean = self._mean_task
-        mean = seconds if mean is None else mean + _SMOOTHING * (seconds - mean)
+        if mean is None:
+            mean = seconds
+        else:
+            # One slow task triples the estimate at most; a run of them soon stops sending ahead.
+            mean += _SMOOTHING * (min(seconds, _OUTLIER * mean) - mean)
         self._mean_task = mean
         self._ahead = max(1, min(_MAX_AHEAD, int(_AHEAD_SECONDS / max(mean, 1e-6))))
 
@@ -808,7 +854,7 @@ class ProcessBackend(Backend):
     def _read_remaining(self, worker: _Worker) -> None:
         while True:
             try:
-                frames, ended = worker.reader.read(worker.sock)
+                frames, ended = worker.reader.read(worker.sock, drain=True)
             except OSError:
                 return
             for kind, task_id, body in frames:
