@@ -191,9 +191,10 @@ def _reset_peak() -> bool:
 class PeakRss:
     """How far this process's resident memory rose above its level at the start, in MiB.
 
-    Reads VmHWM (the kernel's own peak, reset at the start) when the kernel
-    allows the reset, and samples VmRSS every few milliseconds in a thread as
-    well, so a short spike is not missed either way.
+    Reads VmHWM, the kernel's own peak, reset at the start (Linux 4.0 and
+    later allow the reset). Where the reset is not allowed, a thread samples
+    VmRSS every few milliseconds instead; it may miss a spike shorter than
+    that, and it takes a little CPU from the process it measures.
     """
 
     def __init__(self, interval: float = 0.002) -> None:
@@ -209,7 +210,8 @@ class PeakRss:
         self._baseline_kib = _status_kib("VmRSS") or 0
         self._peak_kib = self._baseline_kib
         self._kernel_peak = _reset_peak()
-        self._thread.start()
+        if not self._kernel_peak:
+            self._thread.start()
         return self
 
     def _watch(self) -> None:
@@ -223,7 +225,8 @@ class PeakRss:
         trace: TracebackType | None,
     ) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         peak = max(self._peak_kib, _status_kib("VmRSS") or 0)
         if self._kernel_peak:
             peak = max(peak, _status_kib("VmHWM") or 0)
