@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers
 import workloads
 from measure import Contender, Measure, PeakRss, in_fresh_process, print_child_result, run_rounds
-from report import Section, main_for, table
+from report import Section, main_for, rounds, table
 
 NAME = "data_transfer"
 SCRIPT = Path(__file__).resolve()
@@ -96,7 +96,7 @@ def run(size: str, repetitions: int) -> Section:
         "title": "Large arguments",
         "description": (
             f"one task, a {megabytes} MB argument, a small result; pools of {WORKERS} workers; "
-            f"each sample in a fresh interpreter; {repetitions} rounds"
+            f"each sample in a fresh interpreter; {rounds(repetitions)}"
         ),
         "repetitions": repetitions,
         "tables": tables,

@@ -27,7 +27,7 @@ import peers
 import workloads
 from machine import usable_cpus
 from measure import Contender, Measure, run_rounds, timed
-from report import Section, main_for, table
+from report import Section, main_for, rounds, table
 
 NAME = "overhead"
 TASKS = {"full": 5_000, "quick": 5_000, "smoke": 50}
@@ -125,7 +125,7 @@ def run(size: str, repetitions: int) -> Section:
         "description": (
             f"no-op and echo tasks; warm pools of {workers} workers (one short sleep task per "
             "worker before timing), cold pools of 2; "
-            f"{repetitions} rounds, contenders alternating within each round"
+            f"{rounds(repetitions)}, contenders alternating within each round"
         ),
         "repetitions": repetitions,
         "tables": [

@@ -30,6 +30,8 @@ def _number(value: float | None) -> str:
         return f"{value:.1f}"
     if magnitude >= 1:
         return f"{value:.2f}"
+    if magnitude >= 0.1:
+        return f"{value:.3f}"
     return f"{value:.3g}"
 
 
@@ -102,6 +104,9 @@ def markdown(report: dict[str, Any], images: str | None = "img") -> str:
     ]
     for name, section in report["benchmarks"].items():
         parts += ["", f"### {section.get('title', name)}", ""]
+        if "error" in section:
+            parts.append(f"The benchmark failed: {section['error']}")
+            continue
         if "tables" not in section:  # the CPU comparison of run.py has its own format
             import run
 
@@ -113,8 +118,10 @@ def markdown(report: dict[str, Any], images: str | None = "img") -> str:
             parts += [section["description"][0].upper() + section["description"][1:] + ".", ""]
         for out in section["tables"]:
             parts += [f"**{out['title']}**: {out['what']}", "", table_markdown(out)]
-            if images is not None and _plottable(out):
-                parts += ["", f"![{out['title']}]({images}/{_image_name(name, out['key'])})"]
+            if images is not None:
+                for plotted in filter(_plottable, _with_figures(out)):
+                    image = f"{images}/{_image_name(name, plotted['key'])}"
+                    parts += ["", f"![{plotted['title']}]({image})"]
             parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 
@@ -137,8 +144,10 @@ def plot(report: dict[str, Any], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, section in report["benchmarks"].items():
+        if "error" in section:
+            continue
         tables = section["tables"] if "tables" in section else [_cpu_as_table(section)]
-        for out in tables:
+        for out in [derived for table in tables for derived in _with_figures(table)]:
             if not _plottable(out):
                 continue
             path = directory / _image_name(name, out["key"])
@@ -147,6 +156,21 @@ def plot(report: dict[str, Any], directory: Path) -> list[Path]:
             plt.close(figure)
             written.append(path)
     return written
+
+
+def _with_figures(out: dict[str, Any]) -> list[dict[str, Any]]:
+    """A table, and one more per extra figure (e.g. peak memory) with that figure as its bars."""
+    tables = [out]
+    for figure, label in out.get("figures", {}).items():
+        rows = []
+        for row in out["rows"]:
+            values = row.get("figures", {}).get(figure)
+            rows.append({"label": row["label"], "status": row["status"], **(values or {})})
+            if values is None:
+                rows[-1]["status"] = "n/a"
+        key, title = f"{out['key']}_{figure}", f"{out['title']}: {label}"
+        tables.append({"key": key, "title": title, "unit": label, "rows": rows})
+    return tables
 
 
 def _bars(plt: Any, out: dict[str, Any]) -> Any:
@@ -172,11 +196,17 @@ def _lines(plt: Any, out: dict[str, Any]) -> Any:
     figure, axes = plt.subplots(figsize=(6, 4))
     series: dict[str, list[tuple[float, float]]] = {}
     for row in out["rows"]:
-        if row["status"] == "ok" and row.get("ratio") is not None:
+        if row["status"] == "ok" and "series" in row and row.get("ratio") is not None:
             series.setdefault(row["series"], []).append((row["x"], row["ratio"]))
     for label, points in series.items():
         points.sort()
         axes.plot([x for x, _ in points], [y for _, y in points], marker="o", label=label)
+    cores = out.get("cores")
+    xs = sorted({x for points in series.values() for x, _ in points})
+    if cores and xs:
+        ideal = [min(x, cores) for x in xs]
+        axes.plot(xs, ideal, linestyle="--", color="grey", label=f"limit ({cores} cores)")
+    axes.set_xticks(xs)
     axes.set_xlabel(out.get("x_label", ""))
     axes.set_ylabel(out.get("ratio_label", ""))
     axes.set_title(out["title"])

@@ -57,6 +57,10 @@ def table(
     }
 
 
+def rounds(repetitions: int) -> str:
+    return f"{repetitions} round" if repetitions == 1 else f"{repetitions} rounds"
+
+
 def add_ratio(
     out: dict[str, Any], label: str, reference: float | None, *, speedup: bool
 ) -> dict[str, Any]:
@@ -105,6 +109,11 @@ def finish_report(report: dict[str, Any], started: float, meter: CpuMeter) -> No
 def write(report: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def load(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
 
 
 def arguments(description: str) -> argparse.ArgumentParser:

@@ -41,7 +41,7 @@ from measure import (
     run_rounds,
     warm_up,
 )
-from report import Section, main_for, table
+from report import Section, main_for, rounds, table
 
 NAME = "streaming"
 SCRIPT = Path(__file__).resolve()
@@ -135,7 +135,7 @@ def run(size: str, repetitions: int) -> Section:
         "title": "Streaming a generator",
         "description": (
             f"`x + 1` over a generator, the results summed as they come; {workers} workers; "
-            f"each sample in a fresh interpreter; {repetitions} rounds"
+            f"each sample in a fresh interpreter; {rounds(repetitions)}"
         ),
         "repetitions": repetitions,
         "tables": [

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workloads
 from machine import usable_cpus
 from measure import WARMUP_NAP, Contender, Measure, run_rounds, timed, warm_up
-from report import Section, add_ratio, main_for, median_of, table
+from report import Section, add_ratio, main_for, median_of, rounds, table
 
 NAME = "tiny_items"
 ITEMS = {"full": 200_000, "quick": 200_000, "smoke": 2_000}
@@ -162,7 +162,7 @@ def run(size: str, repetitions: int) -> Section:
     return {
         "title": "Many tiny items",
         "description": (
-            f"{len(items):,} items, {workers} workers; {repetitions} rounds, contenders "
+            f"{len(items):,} items, {workers} workers; {rounds(repetitions)}, contenders "
             "alternating within each round"
         ),
         "repetitions": repetitions,
