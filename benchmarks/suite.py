@@ -43,7 +43,6 @@ from machine import CpuMeter, wait_for_idle
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = report.RESULTS / "suite.json"
 DOC = HERE.parent / "docs" / "benchmarks.md"
-DOC_IMAGES = HERE.parent / "docs" / "img"
 BENCHMARKS: dict[str, report.Run | None] = {
     "cpu": None,  # run.py's comparison, which has its own format (see run_cpu below)
     overhead.NAME: overhead.run,
@@ -106,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         help="before each benchmark, wait up to SECONDS for 95%% idle CPUs",
     )
     parser.add_argument("--images", type=Path, help="where plots go (default: next to the JSON)")
+    parser.add_argument("--doc", type=Path, default=DOC, help="the page --write-docs fills")
     saved = parser.add_mutually_exclusive_group()
     saved.add_argument("--show", type=Path, metavar="JSON", help="print a saved run's tables")
     saved.add_argument("--plot", type=Path, metavar="JSON", help="plot a saved run")
@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"written: {path.name}", file=sys.stderr)
         return 0
     if args.write_docs:
-        written = render.write_docs(report.load(args.write_docs), DOC, args.images or DOC_IMAGES)
-        print(f"written: {DOC.name} and {len(written)} plots", file=sys.stderr)
+        images = args.images or args.doc.parent / "img"
+        written = render.write_docs(report.load(args.write_docs), args.doc, images)
+        print(f"written: {args.doc.name} and {len(written)} plots", file=sys.stderr)
         return 0
 
     size, repetitions = report.size_and_repetitions(parser, args)
