@@ -112,7 +112,8 @@ def markdown(report: dict[str, Any], images: str | None = "img") -> str:
 
             parts += [section.get("description", ""), "", run.markdown_table(section)]
             if images is not None:
-                parts += ["", f"![{name}]({images}/{_image_name(name, 'cpu')})"]
+                title = _cpu_as_table(section)["title"]
+                parts += ["", f"![{title}]({images}/{_image_name(name, 'cpu')})"]
             continue
         if section.get("description"):
             parts += [section["description"][0].upper() + section["description"][1:] + ".", ""]
