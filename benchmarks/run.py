@@ -36,13 +36,9 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime
-import hashlib
-import importlib.util
 import json
 import multiprocessing
 import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -50,7 +46,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +55,13 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import workloads  # noqa: E402
+from machine import (  # noqa: E402
+    CpuMeter,
+    describe_machine,
+    makeparallel_fingerprint,
+    usable_cpus,
+    wait_for_idle,
+)
 
 TASKS = 8
 TASK_SECONDS = 0.1
@@ -73,7 +75,6 @@ DEFAULT_OUT = HERE / "results" / "latest.json"
 MP020_VERSION = "0.2.0"
 MP020_VENV = HERE / ".venv-mp020"
 MP020_CHILD = HERE / "mp020_child.py"
-PEERS = ("makeparallel", "cloudpickle", "joblib", "loky", "pebble", "mpire")
 
 Runner = Callable[[], list[Any]]
 
@@ -430,73 +431,6 @@ CONTENDERS: tuple[Contender, ...] = (
 )
 
 
-def _cpu_snapshot() -> tuple[float, float, float] | None:
-    """(wall clock, CPU seconds busy on the whole machine, CPU seconds of this process tree)."""
-    try:
-        first_line = Path("/proc/stat").read_text().split("\n", 1)[0]
-        ticks = [int(x) for x in first_line.split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
-    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-    own = _live_descendants_cpu_seconds()
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        own += usage.ru_utime + usage.ru_stime
-    return time.perf_counter(), busy, own
-
-
-def _live_descendants_cpu_seconds() -> float:
-    """CPU seconds of this process's descendants that have not been reaped yet.
-
-    Ended (reaped) children are counted by ``RUSAGE_CHILDREN`` instead; a
-    descendant's own reaped children are in its cutime/cstime.
-    """
-    parent_of: dict[int, int] = {}
-    ticks_of: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue  # it just ended
-        fields = text.rsplit(")", 1)[1].split()  # the name, in parentheses, may hold spaces
-        parent_of[int(entry.name)] = int(fields[1])
-        ticks_of[int(entry.name)] = sum(int(f) for f in fields[11:15])  # u, s, cu, cs time
-    me, total = os.getpid(), 0
-    for pid, ticks in ticks_of.items():
-        ancestor, hops = parent_of.get(pid), 0
-        while ancestor not in (None, 0, 1, me) and hops < 64:
-            ancestor, hops = parent_of.get(ancestor), hops + 1
-        if ancestor == me:
-            total += ticks
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-class CpuMeter:
-    """How much of the machine other processes used while we ran.
-
-    Compares the machine's busy CPU time (/proc/stat, steal included) with the
-    CPU time of this process and all its descendants. A share near 0 means
-    the figures were taken on an otherwise idle machine.
-    """
-
-    def __init__(self) -> None:
-        self._start = _cpu_snapshot()
-
-    def add_to(self, rows: list[Row]) -> None:
-        """Add the foreign CPU time and the capacity since the start to each of ``rows``."""
-        end = _cpu_snapshot()
-        if self._start is None or end is None:
-            return
-        foreign = max(0.0, (end[1] - self._start[1]) - (end[2] - self._start[2]))
-        capacity = (end[0] - self._start[0]) * (os.cpu_count() or 1)
-        for row in rows:
-            row.foreign_cpu_s += foreign
-            row.capacity_s += capacity
-
-
 def task_cpu_seconds(results: Any, cfg: Config) -> list[float]:
     """Check a run's ``spin_timed`` results; return each task's CPU seconds."""
     pairs = [tuple(pair) for pair in results]  # lists after JSON, tuples otherwise
@@ -636,135 +570,6 @@ class OldRelease:
             )
 
 
-# -- the machine ----------------------------------------------------------------------
-
-
-def _cpuinfo() -> tuple[str, int | None]:
-    """The CPU model and the number of physical cores, from /proc/cpuinfo."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown", None
-    model: str | None = None
-    cores: set[tuple[str, str]] = set()
-    physical = ""
-    for line in text.splitlines():
-        name, _, value = (part.strip() for part in line.partition(":"))
-        if name == "model name" and model is None:
-            model = value
-        elif name == "physical id":
-            physical = value
-        elif name == "core id":
-            cores.add((physical, value))
-    return model or platform.processor() or "unknown", len(cores) or None
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def cpu_idle_fraction(seconds: float = 1.0) -> float | None:
-    """The share of all CPUs left idle over ``seconds``, from /proc/stat (None if unknown)."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, total
-
-    try:
-        idle0, total0 = sample()
-        time.sleep(seconds)
-        idle1, total1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return (idle1 - idle0) / (total1 - total0) if total1 > total0 else None
-
-
-def wait_for_idle(timeout: float) -> float | None:
-    """Wait up to ``timeout`` s for the CPUs to be 95% idle; return the last idle share seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        idle = cpu_idle_fraction()
-        if idle is None or idle >= 0.95 or time.monotonic() >= deadline:
-            return idle
-        print(f"waiting for an idle machine ({idle:.0%} idle) ...", file=sys.stderr)
-        time.sleep(4.0)
-
-
-def _package_dir(name: str) -> str | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return str(next(iter(spec.submodule_search_locations)))
-
-
-def _relative_to_repo(path: str | None) -> str | None:
-    """A path inside this checkout as seen from its root (no machine paths in results)."""
-    if path is None:
-        return None
-    root = Path(__file__).resolve().parent.parent
-    try:
-        return str(Path(path).resolve().relative_to(root))
-    except ValueError:
-        return "(installed outside this checkout)"
-
-
-def makeparallel_fingerprint() -> str | None:
-    """A hash of the makeparallel sources being benchmarked (to see if they changed meanwhile)."""
-    found = _package_dir("makeparallel")
-    if found is None:
-        return None
-    root = Path(found)
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=10, cwd=HERE, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip()
-
-
-def describe_machine() -> dict[str, Any]:
-    model, physical_cores = _cpuinfo()
-    memory = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = round(int(line.split()[1]) / 1024**2, 1)
-    packages: dict[str, str | None] = {}
-    for name in PEERS:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    commit = _git("rev-parse", "--short", "HEAD")
-    dirty = _git("status", "--porcelain", "--", ":(top)src")
-    return {
-        "cpu_model": model,
-        "physical_cores": physical_cores,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": _usable_cpus(),
-        "memory_gib": memory,
-        "os": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "start_method": multiprocessing.get_start_method(),
-        "packages": packages,
-        "git_commit": commit,
-        "src_modified": bool(dirty) if dirty is not None else None,
-        "makeparallel_path": _relative_to_repo(_package_dir("makeparallel")),
-        "makeparallel_source_sha256": makeparallel_fingerprint(),
-    }
-
-
 # -- running and reporting ------------------------------------------------------------
 
 
@@ -778,7 +583,7 @@ def run_cpu(
     Each round sets every pool up afresh (untimed for warm rows). With
     ``wait_idle``, each round first waits up to that long for an idle machine.
     """
-    workers = _usable_cpus()
+    workers = usable_cpus()
     loop_count = workloads.calibrate(task_seconds)
     task_time = statistics.median(workloads.time_call(workloads.spin, loop_count) for _ in range(3))
     cfg = Config(loop_count, TASKS, workers, workloads.spin(loop_count))
@@ -898,7 +703,7 @@ def smoke() -> None:
     not installed. For the test suite, to keep this script from rotting.
     """
     loop_count = workloads.calibrate(SMOKE_TASK_SECONDS)
-    cfg = Config(loop_count, TASKS, _usable_cpus(), workloads.spin(loop_count))
+    cfg = Config(loop_count, TASKS, usable_cpus(), workloads.spin(loop_count))
     for contender in CONTENDERS:
         row = new_row(contender)
         measure(contender, cfg, row, strict=True)

@@ -9,7 +9,8 @@ script imports it from a separate virtualenv.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 
 _MODULUS = 1_000_003
 
@@ -44,6 +45,52 @@ def nap(seconds: float) -> float:
     """
     time.sleep(seconds)
     return seconds
+
+
+def noop() -> None:
+    """Nothing at all: what a pool costs per task, and nothing else."""
+
+
+def echo(x: int) -> int:
+    """The smallest task with an argument and a result: a round trip."""
+    return x
+
+
+def add_one(x: int) -> int:
+    """A tiny item of a big map: far less work than sending it to another process."""
+    return x + 1
+
+
+def sleep_for(seconds: float) -> float:
+    """An I/O-bound task: waits without using the CPU, and without the GIL."""
+    time.sleep(seconds)
+    return seconds
+
+
+def probe(payload: Sequence[float]) -> tuple[int, float]:
+    """A large argument's length and the sum of three of its elements: a small result.
+
+    Works on ``bytes`` and on NumPy arrays alike, without importing NumPy here.
+    """
+    n = len(payload)
+    return n, float(payload[0]) + float(payload[n // 2]) + float(payload[-1])
+
+
+def compile_file(path: str) -> int:
+    """Read one Python source file and compile it; 1 if it compiled, 0 if it is not valid.
+
+    The standard library ships a few files that are deliberately invalid (test
+    data), and some that warn when compiled: both are part of the workload.
+    """
+    with open(path, "rb") as source_file:
+        source = source_file.read()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            compile(source, path, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError):
+            return 0
+    return 1
 
 
 def time_call(fn: Callable[[int], object], arg: int) -> float:

@@ -1,11 +1,16 @@
 """Every benchmark script runs once at a tiny size, so the scripts cannot rot.
 
 No timing is asserted here: figures belong to the benchmark runs themselves.
-Each script runs in a fresh interpreter, as a user would run it.
+Each script runs in a fresh interpreter, as a user would run it. The suite's
+scripts write their JSON report, and the tests check that it has a row for
+every contender, that every makeparallel row measured something, and that
+no contender failed (a peer that is not installed is "skipped", not failed).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +18,60 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+DOCS = BENCHMARKS.parent / "docs"
+
+# Each suite script, its tables, and the contenders each table must list.
+SUBMITTING = {"ppe", "mp_pool", "pebble", "loky", "makeparallel"}
+EXPECTED_ROWS = {
+    "overhead": {
+        "per_task": SUBMITTING,
+        "round_trip": SUBMITTING,
+        "cold_start": {
+            "ppe_fork",
+            "ppe_forkserver",
+            "ppe_spawn",
+            "mp_pool",
+            "pebble",
+            "loky",
+            "makeparallel",
+        },
+    },
+    "tiny_items": {
+        "map": {
+            "serial",
+            "ppe",
+            "mp_pool",
+            "joblib",
+            "mpire",
+            "makeparallel_map",
+            "makeparallel_pool_map",
+        }
+    },
+    "streaming": {"imap": {"makeparallel", "makeparallel_peer_size", "ppe", "mp_pool"}},
+    "data_transfer": {
+        "bytes": {"ppe", "mp_pool", "loky", "makeparallel"},
+        "numpy": {"ppe", "mp_pool", "loky", "makeparallel"},
+    },
+    "real_workload": {"compile_stdlib": {"serial", "ppe", "mp_pool", "joblib", "makeparallel_map"}},
+    "io_bound": {"sleeps": {"thread_pool_executor", "makeparallel"}},
+    "scaling": {
+        "speedup": {"serial"}
+        | {f"{library}_{n}" for library in ("ppe", "makeparallel") for n in (1, 2, 4)}
+    },
+}
+
+
+def run_script(*command: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / command[0]), *command[1:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return result
 
 
 @pytest.mark.parametrize(
@@ -26,12 +85,58 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
     ids=["cpu-and-peers", "lifecycle", "start-methods", "failure-modes"],
 )
 def test_benchmark_script_runs(command: list[str]) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / command[0]), *command[1:]],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
+    run_script(*command)
+
+
+def check_section(name: str, section: dict[str, object]) -> None:
+    tables = {t["key"]: t for t in section["tables"]}  # type: ignore[attr-defined]
+    assert set(tables) == set(EXPECTED_ROWS[name])
+    for key, expected in EXPECTED_ROWS[name].items():
+        rows = {row["key"]: row for row in tables[key]["rows"]}
+        assert set(rows) == expected, key
+        failed = {k: row["note"] for k, row in rows.items() if row["status"] == "error"}
+        assert failed == {}, key
+        for k, row in rows.items():
+            if k.startswith("makeparallel"):
+                assert row["status"] == "ok", (key, row)
+                assert len(row["samples"]) == 1
+                assert row["min"] <= row["median"] <= row["max"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_ROWS))
+def test_suite_benchmark_reports_every_contender(name: str, tmp_path: Path) -> None:
+    out = tmp_path / f"{name}.json"
+    result = run_script(f"{name}.py", "--smoke", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert report["mode"] == "smoke"
+    assert report["machine"]["usable_cpus"] >= 1
+    check_section(name, report["benchmarks"][name])
+    assert "| Contender |" in result.stdout
+
+
+def test_suite_runs_renders_and_fills_the_docs(tmp_path: Path) -> None:
+    out = tmp_path / "suite.json"
+    run_script("suite.py", "--smoke", "--only", "io_bound,scaling", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert list(report["benchmarks"]) == ["io_bound", "scaling"]
+    for name, section in report["benchmarks"].items():
+        check_section(name, section)
+    assert (tmp_path / "img" / "bench-scaling-speedup.png").stat().st_size > 0
+
+    shown = run_script("suite.py", "--show", str(out)).stdout
+    assert "### I/O-bound tasks on threads" in shown
+    assert "makeparallel Pool, 2 workers" in shown
+
+    doc = tmp_path / "docs" / "benchmarks.md"
+    doc.parent.mkdir()
+    shutil.copy(DOCS / "benchmarks.md", doc)
+    run_script("suite.py", "--write-docs", str(out), "--doc", str(doc))
+    filled = doc.read_text()
+    assert filled.count("<!-- suite:begin -->") == 1
+    assert filled.count("<!-- suite:end -->") == 1
+    assert "![Speed-up over the number of workers" in filled
+    assert (doc.parent / "img" / "bench-io-bound-sleeps.png").exists()
+    # Everything outside the generated block is left as it was.
+    before = (DOCS / "benchmarks.md").read_text()
+    assert filled.split("<!-- suite:begin -->")[0] == before.split("<!-- suite:begin -->")[0]
+    assert filled.split("<!-- suite:end -->")[1] == before.split("<!-- suite:end -->")[1]

@@ -1,0 +1,174 @@
+"""What a pool costs per task: many small submits, one round trip, a cold start.
+
+    python benchmarks/overhead.py [--quick | --smoke] [--out benchmarks/results/overhead.json]
+
+* per-task overhead: 5 000 submits of a no-op, then every result; the wall
+  time divided by the number of tasks (warm pools of N = usable CPUs workers);
+* round trip: one tiny task submitted and its result read, one after the
+  other, on a warm pool; each sample is the median of 200 round trips;
+* cold start: from creating a 2-worker pool to its first result (the pool
+  is shut down afterwards, untimed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import peers
+import workloads
+from machine import usable_cpus
+from measure import Contender, Measure, run_rounds, timed
+from report import Section, main_for, rounds, table
+
+NAME = "overhead"
+TASKS = {"full": 5_000, "quick": 5_000, "smoke": 50}
+ROUND_TRIPS = {"full": 200, "quick": 200, "smoke": 5}
+COLD_WORKERS = 2
+
+
+@contextlib.contextmanager
+def many_submits(peer: peers.Peer, workers: int, tasks: int) -> Iterator[Measure]:
+    with peers.warm_pool(peer, workers) as pool:
+
+        def measure() -> float:
+            def run() -> list[Any]:
+                futures = [pool.submit(workloads.noop) for _ in range(tasks)]
+                return [f.result() for f in futures]
+
+            return timed(run, lambda results: results == [None] * tasks) / tasks
+
+        yield measure
+
+
+@contextlib.contextmanager
+def round_trips(peer: peers.Peer, workers: int, count: int) -> Iterator[Measure]:
+    with peers.warm_pool(peer, workers) as pool:
+
+        def measure() -> float:
+            samples = []
+            for i in range(count):
+                started = time.perf_counter()
+                result = pool.call(workloads.echo, i)
+                samples.append(time.perf_counter() - started)
+                if result != i:
+                    raise RuntimeError(f"wrong result: {result!r} for {i}")
+            return statistics.median(samples)
+
+        yield measure
+
+
+@contextlib.contextmanager
+def cold_start(peer: peers.Peer) -> Iterator[Measure]:
+    def measure() -> float:
+        started = time.perf_counter()
+        pool = peer.start(COLD_WORKERS)
+        try:
+            if pool.submit(workloads.echo, 7).result() != 7:
+                raise RuntimeError("wrong result")
+            return time.perf_counter() - started
+        finally:
+            pool.close()
+
+    yield measure
+
+
+ROUND_TRIP_CALLS = {
+    "ppe": "submit(...).result()",
+    "mp_pool": "apply(...)",
+    "pebble": "schedule(...).result()",
+    "loky": "submit(...).result()",
+    "makeparallel": "submit(...).result()",
+}
+
+COLD = (
+    peers.Peer("ppe_fork", "ProcessPoolExecutor (fork)", peers.process_pool_executor("fork")),
+    peers.Peer(
+        "ppe_forkserver",
+        "ProcessPoolExecutor (forkserver)",
+        peers.process_pool_executor("forkserver"),
+    ),
+    peers.Peer("ppe_spawn", "ProcessPoolExecutor (spawn)", peers.process_pool_executor("spawn")),
+    peers.Peer(
+        "mp_pool", "multiprocessing.Pool", peers.multiprocessing_pool, "default start method"
+    ),
+    peers.PEBBLE,
+    peers.Peer("loky", "loky.ProcessPoolExecutor", peers.loky_new, "a new executor each time"),
+    peers.Peer(
+        "makeparallel", "makeparallel Pool", peers.makeparallel_pool(), "fresh interpreters"
+    ),
+)
+
+
+def run(size: str, repetitions: int) -> Section:
+    workers = usable_cpus()
+    tasks, count = TASKS[size], ROUND_TRIPS[size]
+    submits = tuple(
+        Contender(p.key, p.label, partial(many_submits, p, workers, tasks), p.note)
+        for p in peers.SUBMITTING
+    )
+    trips = tuple(
+        Contender(p.key, p.label, partial(round_trips, p, workers, count), ROUND_TRIP_CALLS[p.key])
+        for p in peers.SUBMITTING
+    )
+    colds = tuple(Contender(p.key, p.label, partial(cold_start, p), p.note) for p in COLD)
+    return {
+        "title": "Overhead per task, round trip and cold start",
+        "description": (
+            f"no-op and echo tasks; warm pools of {workers} workers (one short sleep task per "
+            "worker before timing), cold pools of 2; "
+            f"{rounds(repetitions)}, contenders alternating within each round"
+        ),
+        "repetitions": repetitions,
+        "tables": [
+            table(
+                "per_task",
+                "Per-task overhead",
+                run_rounds(submits, repetitions, "per-task overhead"),
+                unit="µs per task",
+                scale=1e6,
+                what=(
+                    f"{tasks} submits of a no-op, then every result; wall time / {tasks}. "
+                    "multiprocessing.Pool uses apply_async, pebble schedule, the others submit."
+                ),
+            ),
+            table(
+                "round_trip",
+                "Round trip of one tiny task",
+                run_rounds(trips, repetitions, "round trip"),
+                unit="µs",
+                scale=1e6,
+                what=(
+                    "one task submitted and its result read, then the next; each sample is "
+                    f"the median of {count} round trips on a warm pool"
+                ),
+            ),
+            table(
+                "cold_start",
+                "Cold start",
+                run_rounds(colds, repetitions, "cold start"),
+                unit="ms",
+                scale=1e3,
+                what=(
+                    f"from creating a {COLD_WORKERS}-worker pool to its first result "
+                    "(shutting it down is not timed)"
+                ),
+            ),
+        ],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_for(NAME, run, __doc__ or NAME, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
