@@ -13,6 +13,11 @@ sizes adapt until one chunk takes about ``_TARGET_CHUNK_SECONDS``.
 When a chunk fails as a whole (its worker died, its items could not be
 pickled), its items are retried one by one, so exactly the item at fault
 reports the error and no other item is lost.
+
+Results travel in batches (one list per chunk) as far as the caller:
+``parallel_map`` extends its list a chunk at a time, and only the lazy
+iterators hand out items one by one, so a map of tiny items does not pay
+for several Python generator steps per item.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from . import _serialize
+from ._task import ChunkValue
 from .handle import Handle
 
 if TYPE_CHECKING:
@@ -40,14 +47,20 @@ ON_ERROR_CHOICES = ("raise", "skip", "return")
 _TARGET_CHUNK_SECONDS = 0.02
 _MAX_CHUNK = 10_000
 _CHUNKS_PER_WORKER = 4
+# Run the rest of a map inline when an item runs faster than this many times
+# its pickling (see _runs_inline).
+_INLINE_RATIO = 4.0
+_MIN_MEASURED_ITEMS = 64  # fewer items do not measure a per-item cost
 
 
 @dataclass
 class _Chunk:
-    handle: Handle[tuple[list[Any], dict[int, BaseException]]]
+    handle: Handle[ChunkValue]
     first_index: int
     items: list[Any]
     single: bool  # a retry of one item: its failure is that item's outcome
+    pickle_seconds: float | None = None  # what pickling its items costs (first chunks only)
+    here: bool = False  # taken back before it started, to run in the caller's thread
 
 
 def check_on_error(on_error: str) -> None:
@@ -73,6 +86,7 @@ def check_chunksize(chunksize: object) -> None:
 
 class _ChunkSizer:
     def __init__(self, fixed: int | None, length: int | None, workers: int) -> None:
+        self.automatic = fixed is None
         self.adaptive = fixed is None and length is None
         if fixed is not None:
             self.size = fixed
@@ -102,12 +116,59 @@ def imap(
     deadline: float | None = None,
     item_timeout: float | None = None,
     on_items_done: Callable[[int], object] | None = None,
+    length: int | None = None,
 ) -> Iterator[R]:
     """Validate at once (not at the first ``next()``), then return the lazy iterator."""
+    return flatten(
+        imap_batches(
+            pool,
+            fn,
+            iterable,
+            chunksize=chunksize,
+            ordered=ordered,
+            star=star,
+            on_error=on_error,
+            deadline=deadline,
+            item_timeout=item_timeout,
+            on_items_done=on_items_done,
+            length=length,
+        )
+    )
+
+
+def flatten(batches: Iterator[list[R]]) -> Iterator[R]:
+    try:
+        for batch in batches:
+            yield from batch
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # a caller that stops early cancels what is still queued
+
+
+def imap_batches(
+    pool: Pool,
+    fn: Callable[..., R],
+    iterable: Iterable[Any],
+    *,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    star: bool = False,
+    on_error: OnError = "raise",
+    deadline: float | None = None,
+    item_timeout: float | None = None,
+    on_items_done: Callable[[int], object] | None = None,
+    length: int | None = None,
+) -> Iterator[list[R]]:
+    """Like ``imap``, but each step gives the results of one chunk, as a list.
+
+    ``length``: how many items there will be, when ``iterable`` cannot say.
+    """
     check_map_arguments(fn, chunksize, on_error)
     pool._check_open()
-    length = _length_hint(iterable)
-    items = iter(iterable)
+    if length is None:
+        length = _length_hint(iterable)
+    items = _batches_of(iterable)
     from .pool import unwrap_parallel
 
     fn, fn_data = unwrap_parallel(fn)
@@ -128,6 +189,27 @@ def imap(
     )
 
 
+def _batches_of(iterable: Iterable[Any]) -> Callable[[int], list[Any]]:
+    """A function giving the next ``n`` items as a list (an empty list at the end).
+
+    Lists, tuples and ranges are sliced, several times faster than stepping an
+    iterator item by item; anything else is read lazily.
+    """
+    if type(iterable) in (list, tuple, range):
+        sequence: Any = iterable
+        position = 0
+
+        def sliced(n: int) -> list[Any]:
+            nonlocal position
+            batch = sequence[position : position + n]
+            position += len(batch)
+            return batch if type(batch) is list else list(batch)
+
+        return sliced
+    iterator = iter(iterable)
+    return lambda n: list(islice(iterator, n))
+
+
 def _length_hint(iterable: Iterable[Any]) -> int | None:
     try:
         return len(iterable)  # type: ignore[arg-type]
@@ -138,7 +220,7 @@ def _length_hint(iterable: Iterable[Any]) -> int | None:
 def _results(
     pool: Pool,
     fn: Callable[..., Any],
-    items: Iterator[Any],
+    items: Callable[[int], list[Any]],
     fn_data: bytes | None,
     sizer: _ChunkSizer,
     ordered: bool,
@@ -147,24 +229,32 @@ def _results(
     deadline: float | None,
     item_timeout: float | None,
     on_items_done: Callable[[int], object] | None,
-) -> Iterator[Any]:
+) -> Iterator[list[Any]]:
     window = max(2, pool.workers * 2)
     in_flight: deque[_Chunk] = deque()
     completed: queue.SimpleQueue[_Chunk] = queue.SimpleQueue()
     next_index = 0
     exhausted = False
+    # Automatic chunks may end up running here, in the caller's thread (see _runs_inline).
+    may_run_here = sizer.automatic and item_timeout is None and pool._may_run_maps_inline()
+    decided = not may_run_here
+    here = False
 
     def submit(first: int, batch: list[Any], single: bool) -> _Chunk:
         handle = pool._submit_chunk(fn, batch, first, fn_data, item_timeout, star)
         chunk = _Chunk(handle, first, batch, single)
+        if not decided:
+            chunk.pickle_seconds = _pickle_seconds(batch)
         if not ordered:
             chunk.handle.add_done_callback(lambda _: completed.put(chunk))
         return chunk
 
     def refill() -> None:
         nonlocal next_index, exhausted
-        while not exhausted and len(in_flight) < window:
-            batch = list(islice(items, sizer.size))
+        while not exhausted and not here and len(in_flight) < window:
+            # Until a chunk has measured the items, chunks are small.
+            size = sizer.size if decided else min(sizer.size, _MIN_MEASURED_ITEMS)
+            batch = items(size)
             if not batch:
                 exhausted = True
                 return
@@ -193,46 +283,116 @@ def _results(
             if chunk in in_flight:
                 return chunk
 
+    def run_here() -> tuple[list[Any], dict[int, BaseException]] | None:
+        """The next chunk, run in this thread; None when the input is used up."""
+        nonlocal next_index
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError("map did not finish within its timeout")
+        batch = items(sizer.size)
+        if not batch:
+            return None
+        values, errors = pool._run_chunk_here(fn, batch, next_index, star)
+        next_index += len(batch)
+        return values, errors
+
     try:
         refill()
-        while in_flight:
-            chunk = next_done()
-            position = in_flight.index(chunk) if not ordered else 0
-            del in_flight[position]
-            error = chunk.handle.exception()
-            if error is not None and not chunk.single:
-                # Retry item by item so only the item at fault fails, in its place.
-                retries = [
-                    submit(chunk.first_index + i, [item], single=True)
-                    for i, item in enumerate(chunk.items)
-                ]
-                for offset, retry in enumerate(retries):
-                    in_flight.insert(position + offset, retry)
-                continue
-            if error is not None:
-                values, errors = [None], {0: error}
+        while in_flight or here:
+            if in_flight:
+                chunk = next_done()
+                position = in_flight.index(chunk) if not ordered else 0
+                del in_flight[position]
+                if chunk.here:
+                    values, errors = pool._run_chunk_here(fn, chunk.items, chunk.first_index, star)
+                    if on_items_done is not None:
+                        on_items_done(len(values))
+                    yield from _outcomes(values, errors, on_error)
+                    continue
+                error = chunk.handle.exception()
+                if error is not None and not chunk.single:
+                    # Retry item by item so only the item at fault fails, in its place.
+                    retries = [
+                        submit(chunk.first_index + i, [item], single=True)
+                        for i, item in enumerate(chunk.items)
+                    ]
+                    for offset, retry in enumerate(retries):
+                        in_flight.insert(position + offset, retry)
+                    continue
+                if error is not None:
+                    values, errors = [None], {0: error}
+                else:
+                    values, errors, seconds = chunk.handle.result()
+                    sizer.observe(len(chunk.items), seconds)
+                    if not decided and len(chunk.items) >= _MIN_MEASURED_ITEMS:
+                        decided = True
+                        here = _runs_inline(chunk, seconds)
+                        if here:
+                            _take_back(in_flight)
+                refill()
             else:
-                values, errors = chunk.handle.result()
-            sizer.observe(len(chunk.items), chunk.handle.elapsed)
-            refill()
+                outcome = run_here()
+                if outcome is None:
+                    break
+                values, errors = outcome
             if on_items_done is not None:
                 on_items_done(len(values))
-            if not errors:
-                yield from values
-                continue
-            for offset, value in enumerate(values):
-                failure = errors.get(offset)
-                if failure is None:
-                    yield value
-                elif on_error == "raise":
-                    raise failure
-                elif on_error == "return":
-                    yield failure
+            yield from _outcomes(values, errors, on_error)
     except KeyboardInterrupt:
         _cancel(in_flight, running_too=True)
         raise
     finally:
         _cancel(in_flight, running_too=False)
+
+
+def _outcomes(
+    values: list[Any], errors: dict[int, BaseException], on_error: OnError
+) -> Iterator[list[Any]]:
+    """One chunk's results as batches, its failures handled as ``on_error`` says."""
+    if not errors:
+        yield values
+        return
+    batch: list[Any] = []
+    for offset, value in enumerate(values):
+        failure = errors.get(offset)
+        if failure is None:
+            batch.append(value)
+        elif on_error == "raise":
+            if batch:
+                yield batch  # the items before the failure come out first
+            raise failure
+        elif on_error == "return":
+            batch.append(failure)
+    yield batch
+
+
+def _take_back(in_flight: Iterable[_Chunk]) -> None:
+    """Cancel the chunks no worker has taken yet; they will run in the caller's thread."""
+    for chunk in in_flight:
+        if chunk.handle.state == "pending" and chunk.handle.cancel():
+            chunk.here = True
+
+
+def _runs_inline(chunk: _Chunk, seconds: float | None) -> bool:
+    """Whether the rest of the map should run in the caller's thread.
+
+    True when an item runs in less than ``_INLINE_RATIO`` times what it costs
+    to pickle it. Each item is pickled and unpickled twice on its trip (item
+    and result, in the parent and in a worker), and the parent does half of
+    that work itself, one item after the other: below this ratio no number
+    of workers wins back what the trip costs.
+    """
+    if seconds is None or chunk.pickle_seconds is None:
+        return False
+    return seconds < _INLINE_RATIO * chunk.pickle_seconds
+
+
+def _pickle_seconds(batch: list[Any]) -> float:
+    started = time.perf_counter()
+    try:
+        _serialize.dumps(batch)
+    except Exception:
+        return 0.0  # the pool reports the error; this only measures
+    return time.perf_counter() - started
 
 
 def _cancel(chunks: Iterable[_Chunk], running_too: bool) -> None:

@@ -29,6 +29,11 @@ _ids = itertools.count(1)
 _event_lock = threading.Lock()
 
 
+# What a map chunk returns: the values in item order (None where an item failed),
+# {offset: exception}, and the seconds the items took to run (None if not measured).
+ChunkValue = tuple[list[Any], dict[int, BaseException], float | None]
+
+
 def next_task_id() -> int:
     return next(_ids)
 
@@ -38,8 +43,7 @@ class Task:
     """One unit of work.
 
     ``items`` is set for a map chunk: ``fn(item)`` runs once per item (``fn(*item)``
-    when ``star``), and the task's value is ``(values, errors)``: the results in
-    item order (``None`` where an item failed) and ``{offset: exception}``.
+    when ``star``), and the task's value is a ``ChunkValue``.
     """
 
     fn: Callable[..., Any]

@@ -384,7 +384,8 @@ def parallel_map(
     ``TaskTimeoutError`` (its worker process is replaced), the others go on.
     """
     _mapping.check_on_error(on_error)
-    results_iter = imap(
+    results: list[Any] = []
+    for batch in _imap_batches(
         fn,
         iterable,
         workers=workers,
@@ -392,9 +393,10 @@ def parallel_map(
         ordered=ordered,
         timeout=timeout,
         on_error=on_error,
-        _progress=progress,
-    )
-    return list(results_iter)
+        progress=progress,
+    ):
+        results.extend(batch)
+    return results
 
 
 def imap(
@@ -413,14 +415,40 @@ def imap(
     Results come in input order, or as they complete with ``ordered=False``.
     Memory stays bounded even over an endless generator.
     """
+    return _mapping.flatten(
+        _imap_batches(
+            fn,
+            iterable,
+            workers=workers,
+            chunksize=chunksize,
+            ordered=ordered,
+            timeout=timeout,
+            on_error=on_error,
+            progress=_progress,
+        )
+    )
+
+
+def _imap_batches(
+    fn: Callable[[T], R],
+    iterable: Iterable[T],
+    *,
+    workers: int | None,
+    chunksize: int | None,
+    ordered: bool,
+    timeout: float | None,
+    on_error: Literal["raise", "skip", "return"],
+    progress: bool,
+) -> Iterator[list[Any]]:
+    """``imap``'s results, one list per chunk."""
     check_workers(workers)
     item_timeout = check_timeout(timeout)
     own_pool, own_backend, own_timeout = _pool_options(fn)
     if item_timeout is None:
         item_timeout = own_timeout
 
-    def start(pool: Pool, bar: ItemsDone) -> Iterator[Any]:
-        return _mapping.imap(
+    def start(pool: Pool, bar: ItemsDone) -> Iterator[list[Any]]:
+        return _mapping.imap_batches(
             pool,
             fn,
             iterable,
@@ -431,7 +459,7 @@ def imap(
             on_items_done=bar,
         )
 
-    bar_over = iterable if _progress else None
+    bar_over = iterable if progress else None
     if workers is None:
         pool = own_pool or default_pool(own_backend)
         return _with_bar(lambda bar: start(pool, bar), bar_over)
@@ -446,8 +474,8 @@ ItemsDone = Callable[[int], object] | None
 
 
 def _with_bar(
-    start: Callable[[ItemsDone], Iterator[Any]], bar_over: Iterable[Any] | None
-) -> Iterator[Any]:
+    start: Callable[[ItemsDone], Iterator[list[Any]]], bar_over: Iterable[Any] | None
+) -> Iterator[list[Any]]:
     bar = _progress_bar(bar_over) if bar_over is not None else None
     try:
         results = start(bar.update if bar is not None else None)
@@ -460,9 +488,9 @@ def _with_bar(
 
 def _with_own_pool(
     make_pool: Callable[[], Pool],
-    start: Callable[[Pool, ItemsDone], Iterator[Any]],
+    start: Callable[[Pool, ItemsDone], Iterator[list[Any]]],
     bar_over: Iterable[Any] | None,
-) -> Iterator[Any]:
+) -> Iterator[list[Any]]:
     pool = make_pool()
     bar = _progress_bar(bar_over) if bar_over is not None else None
     try:
@@ -473,7 +501,7 @@ def _with_own_pool(
         pool.shutdown(wait=True, cancel_pending=True)
 
 
-def _finally(results: Iterator[Any], bar: Any) -> Iterator[Any]:
+def _finally(results: Iterator[list[Any]], bar: Any) -> Iterator[list[Any]]:
     try:
         yield from results
     finally:

@@ -34,7 +34,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import _mapping
 from ._memory import parse_size
 from ._sizing import usable_cpus
-from ._task import Task, next_task_id, qualified_name
+from ._task import ChunkValue, Task, next_task_id, qualified_name
 from ._timer import Timer
 from .backends import create_backend, resolve_kind
 from .backends.base import Backend, WorkerSetup
@@ -223,10 +223,10 @@ class Pool(concurrent.futures.Executor):
         fn_data: bytes | None,
         item_timeout: float | None = None,
         star: bool = False,
-    ) -> Handle[tuple[list[Any], dict[int, BaseException]]]:
-        """One task running ``fn`` on each item; its value is ``(values, {offset: error})``."""
+    ) -> Handle[ChunkValue]:
+        """One task running ``fn`` on each item; its value is a ``ChunkValue``."""
         self._check_open()
-        handle: Handle[tuple[list[Any], dict[int, BaseException]]] = Handle(
+        handle: Handle[ChunkValue] = Handle(
             next_task_id(), _short_name(fn), None, self._cancel_running
         )
         timeout = None if item_timeout is None else item_timeout * len(items)
@@ -243,6 +243,30 @@ class Pool(concurrent.futures.Executor):
         )
         self._enqueue(task)
         return handle
+
+    def _may_run_maps_inline(self) -> bool:
+        """Whether a map whose items cost less than their trip may run them in the caller.
+
+        Not when workers are set up for the function (an initializer, a memory
+        limit) or the work is sent to an outside executor on purpose.
+        """
+        setup = self._backend.setup
+        return (
+            self._backend.kind in ("process", "thread")
+            and setup.initializer is None
+            and setup.memory_limit is None
+        )
+
+    def _run_chunk_here(
+        self, fn: Callable[..., Any], items: list[Any], first_index: int, star: bool
+    ) -> tuple[list[Any], dict[int, BaseException]]:
+        """Run one map chunk in the calling thread: ``(values, {offset: error})``."""
+        from .backends._inline import run_here
+
+        handle: Handle[ChunkValue] = Handle(next_task_id(), _short_name(fn))
+        task = Task(fn, (), {}, handle, items=items, star=star, first_index=first_index)
+        _, (values, errors, _) = run_here(task, None)
+        return values, errors
 
     def _prepare_function(self, fn: Callable[..., Any]) -> bytes | None:
         """Serialize ``fn`` once for many tasks (None when the engine does not need it)."""
@@ -302,6 +326,10 @@ class Pool(concurrent.futures.Executor):
         """Like ``Executor.map``: results in order; input is read lazily, a bounded window ahead."""
         if not iterables:
             raise TypeError("map needs at least one iterable")
+        try:
+            length: int | None = min(len(it) for it in iterables)  # type: ignore[arg-type]
+        except TypeError:
+            length = None  # a generator among them: chunk sizes adapt as results come
         return _mapping.imap(
             self,
             fn,
@@ -310,6 +338,7 @@ class Pool(concurrent.futures.Executor):
             ordered=True,
             star=True,
             deadline=None if timeout is None else time.monotonic() + timeout,
+            length=length,
         )
 
     def imap(

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import time
 from typing import Any
 
-from .._task import Task, annotate, context_note
+from .._task import ChunkValue, Task, annotate, context_note
 from .base import Backend, Sink
 
 
-def _run_items(fn: Any, star: bool, items: list[Any]) -> tuple[list[Any], dict[int, BaseException]]:
+def _run_items(fn: Any, star: bool, items: list[Any]) -> ChunkValue:
     values: list[Any] = []
     errors: dict[int, BaseException] = {}
+    started = time.perf_counter()
     for offset, item in enumerate(items):
         try:
             values.append(fn(*item) if star else fn(item))
         except Exception as exc:
             values.append(None)
             errors[offset] = exc
-    return values, errors
+    return values, errors, time.perf_counter() - started
 
 
 class ExecutorBackend(Backend):
@@ -58,7 +60,7 @@ class ExecutorBackend(Backend):
             self._sink.finished(task, False, annotate(exc, context_note(task, task.worker)))
             return
         if task.items is not None:
-            values, errors = value
+            values, errors, seconds = value
             base = task.first_index
             value = (
                 values,
@@ -66,6 +68,7 @@ class ExecutorBackend(Backend):
                     i: annotate(e, context_note(task, task.worker, base + i))
                     for i, e in errors.items()
                 },
+                seconds,
             )
         self._sink.finished(task, True, value)
 

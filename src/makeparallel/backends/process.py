@@ -79,7 +79,7 @@ _MAX_BOOT_FAILURES = 3
 _MEMORY_CHECK_INTERVAL = 0.1  # seconds between memory checks of running tasks
 _KILLED_FROM_OUTSIDE = (-signal.SIGKILL, -signal.SIGTERM)
 _REAP_GRACE = 5.0
-_AHEAD_SECONDS = 0.002  # queue about this much work behind a worker's running task
+_AHEAD_SECONDS = 0.005  # queue about this much work behind a worker's running task
 _MAX_AHEAD = 64  # tasks on one worker at once, running one included
 _SMOOTHING = 0.2  # weight of the newest sample in the mean time per task
 _OUTLIER = 10.0  # a sample counts as at most this many times the mean
@@ -742,12 +742,12 @@ class ProcessBackend(Backend):
                 **task.context(worker.label),
             )
         if kind == _wire.CHUNK_RESULT:
-            values, blobs = value
+            values, blobs, seconds = value
             base = task.first_index
             errors = {
                 i: from_remote(task, blob, worker.label, base + i) for i, blob in blobs.items()
             }
-            value = (values, errors)
+            value = (values, errors, seconds)
         return True, value
 
     def _note_task_time(self, seconds: float) -> None:
