@@ -19,6 +19,7 @@ import types
 
 TYPE_CHECKING = False  # no typing import at run time: workers import this module
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -41,6 +42,49 @@ def dumps(obj: object) -> bytes:
     return data
 
 
+def dumps_with_buffers(obj: object) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """Serialize ``obj``, leaving large binary buffers out of the pickle.
+
+    NumPy arrays, ``bytearray`` and ``PickleBuffer`` objects (pickle protocol
+    5) come back as separate buffers that are written to the socket straight
+    from the object's own memory, so a 100 MB array is not first copied into
+    a 100 MB pickle. ``loads(data, buffers)`` puts them back.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        data = pickle.dumps(obj, PROTOCOL, buffer_callback=buffers.append)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        data = None
+    if data is None or _MAIN_MARKER in data:
+        buffers.clear()
+        data = _cloud_dumps(obj, buffers.append)
+    return data, buffers
+
+
+class LargeBytes:
+    """Stands in for a large ``bytes`` argument so that it travels out of band.
+
+    Plain pickle always copies ``bytes`` into the pickle; this wrapper unpickles
+    as the very same ``bytes`` value, built from the received buffer.
+    """
+
+    __slots__ = ("data",)
+    THRESHOLD = 1 << 16
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: object) -> tuple[type[bytes], tuple[pickle.PickleBuffer]]:
+        return bytes, (pickle.PickleBuffer(self.data),)
+
+
+def out_of_band(value: Any) -> Any:
+    """``value``, or a ``LargeBytes`` stand-in when it is a large ``bytes`` object."""
+    if type(value) is bytes and len(value) >= LargeBytes.THRESHOLD:
+        return LargeBytes(value)
+    return value
+
+
 def dumps_function(fn: object) -> tuple[bytes, bool]:
     """Serialize a function; also say whether the bytes are a mere reference to it
     (module and name), which stays valid for as long as the function exists."""
@@ -53,14 +97,16 @@ def dumps_function(fn: object) -> tuple[bytes, bool]:
     return data, isinstance(fn, _REFERENCED_KINDS)
 
 
-def loads(data: bytes | bytearray | memoryview) -> Any:
-    return pickle.loads(data)
+def loads(data: bytes | bytearray | memoryview, buffers: Any = ()) -> Any:
+    return pickle.loads(data, buffers=buffers)
 
 
-def _cloud_dumps(obj: object) -> bytes:
+def _cloud_dumps(
+    obj: object, buffer_callback: Callable[[pickle.PickleBuffer], object] | None = None
+) -> bytes:
     import cloudpickle  # type: ignore[import-untyped]
 
-    data: bytes = cloudpickle.dumps(obj, PROTOCOL)
+    data: bytes = cloudpickle.dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
     return data
 
 

@@ -8,6 +8,7 @@ it must stay free of the rest of the package.
 
 from __future__ import annotations
 
+import pickle
 import socket
 import struct
 from collections.abc import Sequence
@@ -32,6 +33,34 @@ PROGRESS = ord("P")
 SKIPPED = ord("S")  # a cancelled task that never started
 
 Buffer = bytes | bytearray | memoryview
+# a pickle with out-of-band buffers: (buffer count, pickle length), then each
+# buffer's length, the pickle, and the buffers themselves
+BLOB_HEAD = struct.Struct("!IQ")
+BLOB_LENGTH = struct.Struct("!Q")
+
+
+def blob(data: bytes, buffers: Sequence[pickle.PickleBuffer]) -> list[Buffer]:
+    """The parts of a pickle and its buffers, the buffers never copied."""
+    raws = [b.raw() for b in buffers]
+    head = BLOB_HEAD.pack(len(raws), len(data)) + b"".join(BLOB_LENGTH.pack(r.nbytes) for r in raws)
+    return [head, data, *raws]
+
+
+def unblob(view: memoryview) -> tuple[memoryview, list[memoryview]]:
+    """The pickle and its buffers, as views into ``view`` (no copy)."""
+    count, size = BLOB_HEAD.unpack_from(view, 0)
+    position = BLOB_HEAD.size
+    lengths = []
+    for _ in range(count):
+        lengths.append(BLOB_LENGTH.unpack_from(view, position)[0])
+        position += BLOB_LENGTH.size
+    data = view[position : position + size]
+    position += size
+    buffers = []
+    for length in lengths:
+        buffers.append(view[position : position + length])
+        position += length
+    return data, buffers
 
 
 def frame(kind: int, task_id: int, parts: Sequence[Buffer]) -> list[Buffer]:

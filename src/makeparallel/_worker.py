@@ -176,7 +176,7 @@ def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[_w
         start = _wire.TASK_HEAD.size
         fn = _load_function(view[start : start + fn_len])
         name, metadata = _serialize.loads(view[start + fn_len : start + fn_len + ctx_len])
-        payload = _serialize.loads(view[start + fn_len + ctx_len :])
+        payload = _serialize.loads(*_wire.unblob(view[start + fn_len + ctx_len :]))
     except BaseException as exc:
         return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "load"),))
     context, token = task_api.enter(
@@ -214,10 +214,10 @@ def _run_call(
     except BaseException as exc:
         return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "run"),))
     try:
-        data = _serialize.dumps(value)
+        data, buffers = _serialize.dumps_with_buffers(value)
     except BaseException as exc:
         return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "dump", value),))
-    return _wire.frame(_wire.RESULT, task_id, (data,))
+    return _wire.frame(_wire.RESULT, task_id, _wire.blob(data, buffers))
 
 
 def _run_items(

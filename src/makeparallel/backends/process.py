@@ -210,10 +210,14 @@ class ProcessBackend(Backend):
         if task.fn_data is None:
             task.fn_data = self._function_bytes(task)
         try:
-            payload: object = (
-                (task.star, task.items) if task.items is not None else (task.args, task.kwargs)
-            )
-            task.args_data = _serialize.dumps(payload)
+            if task.items is not None:
+                payload: object = (task.star, task.items)
+            else:
+                # large bytes arguments travel out of band, as arrays do by themselves
+                args = tuple(map(_serialize.out_of_band, task.args))
+                kwargs = {k: _serialize.out_of_band(v) for k, v in task.kwargs.items()}
+                payload = (args, kwargs)
+            task.args_data = _wire.blob(*_serialize.dumps_with_buffers(payload))
         except Exception as problem:
             raise unpicklable_arguments(task, problem) from problem
         metadata = task.handle.metadata
@@ -444,7 +448,7 @@ class ProcessBackend(Backend):
             assert task.ctx_data is not None
             kind = _wire.TASK if task.items is None else _wire.CHUNK
             head = _wire.TASK_HEAD.pack(len(task.fn_data), len(task.ctx_data), task.attempt)
-            parts = (head, task.fn_data, task.ctx_data, task.args_data)
+            parts = (head, task.fn_data, task.ctx_data, *task.args_data)
             buffers += _wire.frame(kind, task.id, parts)
         self._send_frames(worker, tasks, buffers)
 
@@ -734,7 +738,10 @@ class ProcessBackend(Backend):
         if kind == _wire.ERROR:
             return False, from_remote(task, bytes(body), worker.label)
         try:
-            value = _serialize.loads(body)
+            if kind == _wire.RESULT:
+                value = _serialize.loads(*_wire.unblob(memoryview(body)))
+            else:
+                value = _serialize.loads(body)
         except Exception as problem:
             return False, SerializationError(
                 f"{task.describe()}: the result could not be unpickled in the parent "
