@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import makeparallel as mp
+from polling import wait_until
 
 DEADLINE = 30.0
 
@@ -137,7 +138,12 @@ def _proc_text(pid: int, field: str) -> str:
 def test_worker_processes_are_named_after_the_pool() -> None:
     with mp.Pool(workers=2, backend="process", name="etl") as pool:
         pid = pool.submit(pid_and_thread).result(DEADLINE)[0]
-        assert "makeparallel: etl-worker-" in _proc_text(pid, "cmdline")
+        assert _proc_text(pid, "comm").startswith("etl-worker-")
+        # the full name follows the first answer
+        wait_until(
+            lambda: "makeparallel: etl-worker-" in _proc_text(pid, "cmdline"),
+            what="the worker's full name",
+        )
 
 
 @pytest.mark.skipif(not Path("/proc/self/comm").exists(), reason="needs Linux /proc")

@@ -13,20 +13,19 @@ import the rest of the package at module level.
 
 from __future__ import annotations
 
-import pickle
+import _pickle as pickle  # the C pickler itself: pickle.py would import re and more
 import reprlib
-import types
 
 TYPE_CHECKING = False  # no typing import at run time: workers import this module
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-PROTOCOL = pickle.HIGHEST_PROTOCOL
+PROTOCOL = 5  # out-of-band buffers
 
 _MAIN_MARKER = b"__main__"
 # what plain pickle writes as a reference (module + qualified name), never by value
-_REFERENCED_KINDS = (types.FunctionType, types.BuiltinFunctionType, type)
+_REFERENCED_KINDS = (type(len), type(lambda: None), type)
 
 
 def dumps(obj: object) -> bytes:

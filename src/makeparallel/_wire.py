@@ -8,10 +8,14 @@ it must stay free of the rest of the package.
 
 from __future__ import annotations
 
-import pickle
-import socket
 import struct
-from collections.abc import Sequence
+from _socket import MSG_DONTWAIT
+
+TYPE_CHECKING = False  # workers import this module: no typing at run time
+if TYPE_CHECKING:
+    from _socket import socket
+    from collections.abc import Sequence
+    from pickle import PickleBuffer
 
 HEADER = struct.Struct("!QBQ")
 # a task body starts with (function bytes length, context bytes length, attempt)
@@ -39,7 +43,7 @@ BLOB_HEAD = struct.Struct("!IQ")
 BLOB_LENGTH = struct.Struct("!Q")
 
 
-def blob(data: bytes, buffers: Sequence[pickle.PickleBuffer]) -> list[Buffer]:
+def blob(data: bytes, buffers: Sequence[PickleBuffer]) -> list[Buffer]:
     """The parts of a pickle and its buffers, the buffers never copied."""
     raws = [b.raw() for b in buffers]
     head = BLOB_HEAD.pack(len(raws), len(data)) + b"".join(BLOB_LENGTH.pack(r.nbytes) for r in raws)
@@ -69,7 +73,7 @@ def frame(kind: int, task_id: int, parts: Sequence[Buffer]) -> list[Buffer]:
     return [HEADER.pack(size, kind, task_id), *parts]
 
 
-def send_all(sock: socket.socket, buffers: Sequence[Buffer]) -> None:
+def send_all(sock: socket, buffers: Sequence[Buffer]) -> None:
     """Blocking write of every buffer (used by workers)."""
     views = [memoryview(b).cast("B") for b in buffers if len(b)]
     while views:
@@ -77,7 +81,7 @@ def send_all(sock: socket.socket, buffers: Sequence[Buffer]) -> None:
         views = _advance(views, sent)
 
 
-def send_some(sock: socket.socket, views: list[memoryview]) -> list[memoryview]:
+def send_some(sock: socket, views: list[memoryview]) -> list[memoryview]:
     """Non-blocking write; returns what is left to send."""
     while views:
         try:
@@ -105,7 +109,7 @@ def _advance(views: list[memoryview], sent: int) -> list[memoryview]:
     return views[index:]
 
 
-def recv_exact(sock: socket.socket, size: int) -> bytearray | None:
+def recv_exact(sock: socket, size: int) -> bytearray | None:
     """Blocking read of exactly ``size`` bytes; ``None`` at end of stream."""
     buf = bytearray(size)
     view = memoryview(buf)
@@ -118,7 +122,7 @@ def recv_exact(sock: socket.socket, size: int) -> bytearray | None:
     return buf
 
 
-def recv_frame(sock: socket.socket) -> tuple[int, int, bytearray] | None:
+def recv_frame(sock: socket) -> tuple[int, int, bytearray] | None:
     """Blocking read of one frame; ``None`` when the other side has gone."""
     header = recv_exact(sock, HEADER.size)
     if header is None:
@@ -142,7 +146,7 @@ class FrameReader:
         self._big_head: tuple[int, int] = (0, 0)
 
     def read(
-        self, sock: socket.socket, wait: bool = False, drain: bool = False
+        self, sock: socket, wait: bool = False, drain: bool = False
     ) -> tuple[list[tuple[int, int, bytearray]], bool]:
         """Read what is available. Returns the complete frames and whether the stream ended.
 
@@ -153,7 +157,7 @@ class FrameReader:
         socket is empty.
         """
         frames: list[tuple[int, int, bytearray]] = []
-        flags = 0 if wait else socket.MSG_DONTWAIT
+        flags = 0 if wait else MSG_DONTWAIT
         while True:
             if self._big is not None:
                 wanted = len(self._big) - self._big_got
@@ -161,7 +165,7 @@ class FrameReader:
                     n = sock.recv_into(memoryview(self._big)[self._big_got :], 0, flags)
                 except (BlockingIOError, InterruptedError):
                     return frames, False
-                flags = socket.MSG_DONTWAIT
+                flags = MSG_DONTWAIT
                 if n == 0:
                     return frames, True
                 self._big_got += n
@@ -178,7 +182,7 @@ class FrameReader:
                 return frames, False
             except ConnectionResetError:
                 return frames, True
-            flags = socket.MSG_DONTWAIT
+            flags = MSG_DONTWAIT
             if not data:
                 return frames, True
             self._buf += data

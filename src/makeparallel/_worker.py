@@ -15,21 +15,25 @@ its parent and never print a traceback of its own machinery.
 
 from __future__ import annotations
 
+import _socket
+import _thread
 import os
-import signal
-import socket
 import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from itertools import starmap
 
 from . import _serialize, _wire, _worker_state
 from . import task as task_api
 
-TYPE_CHECKING = False  # no typing import at run time: worker start-up time matters
+# Start-up time matters (every new or replacement worker pays it): no typing at
+# run time, and the C modules under signal, socket and threading, whose Python
+# layers import enum, re and more.
+_signal = __import__("_signal")
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _functions: dict[bytes, Callable[..., Any]] = {}
@@ -37,10 +41,10 @@ _FUNCTION_CACHE_SIZE = 256
 
 
 def main(sock_fd: int, lifeline_fd: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     _worker_state.mark_worker()
     _watch_parent(lifeline_fd)
-    sock = socket.socket(fileno=sock_fd)
+    sock = _socket.socket(fileno=sock_fd)
     os.set_inheritable(sock_fd, False)
     try:
         first = _wire.recv_frame(sock)
@@ -49,8 +53,9 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
         config = _serialize.loads(first[2])
         sys.path[:] = config["sys_path"]
         if config["ignore_sigterm"]:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent shuts us down
-        _name_process(f"{config['pool']}-worker-{config['index']}")
+            _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)  # the parent shuts us down
+        name = f"{config['pool']}-worker-{config['index']}"
+        _name_in_comm(name)
         if config["initializer"] is not None:
             initializer, initargs = _serialize.loads(config["initializer"])
             initializer(*initargs)
@@ -63,21 +68,29 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
             _wire.send_all(sock, _wire.frame(_wire.BOOT_FAILED, 0, (text.encode(),)))
         finally:
             os._exit(1)
-    _serve(sock)
+    _serve(sock, name)
 
 
-def _name_process(name: str) -> None:
-    """Show the pool and worker in ps, top and py-spy: setproctitle if installed, else comm."""
+def _name_in_comm(name: str) -> None:
+    """Show the pool and worker in ps, top and py-spy (Linux keeps 15 characters)."""
+    try:
+        with open("/proc/self/comm", "w") as comm:
+            comm.write(name[:15])
+    except OSError:
+        pass  # not Linux: the process keeps the interpreter's name
+
+
+def _name_in_full(name: str) -> None:
+    """The whole name as the command line, with setproctitle (the ``names`` extra).
+
+    Done after the first answer, not at start: importing setproctitle takes
+    several milliseconds (it imports logging), which would delay the first result.
+    """
     try:
         from setproctitle import setproctitle  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
-        try:
-            with open("/proc/self/comm", "w") as comm:
-                comm.write(name[:15])  # the kernel keeps 15 characters
-        except OSError:
-            pass  # not Linux: the process keeps the interpreter's name
-    else:
-        setproctitle(f"makeparallel: {name}")
+        return
+    setproctitle(f"makeparallel: {name}")
 
 
 def _watch_parent(lifeline_fd: int) -> None:
@@ -91,15 +104,15 @@ def _watch_parent(lifeline_fd: int) -> None:
             pass
         os._exit(0)
 
-    threading.Thread(target=watch, name="makeparallel-lifeline", daemon=True).start()
+    _thread.start_new_thread(watch, ())
 
 
 class _Channel:
     """The worker's end of the socket; progress may be sent from the task's thread."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.label = f"pid {os.getpid()}"
 
     def send(self, buffers: list[_wire.Buffer]) -> None:
@@ -125,14 +138,13 @@ class _Inbox:
 
     def next(self) -> tuple[int, int, bytearray] | None:
         """The next frame to act on; None once the parent has closed its end."""
-        while True:
-            if self.queue:
-                self._pull(wait=False)  # a cancel for a waiting task may have arrived
-                if self.queue:
-                    return self.queue.popleft()
+        if self.queue:
+            self._pull(wait=False)  # a cancel for a waiting task may have arrived
+        while not self.queue:
             if self.ended:
                 return None
             self._pull(wait=True)
+        return self.queue.popleft()
 
     def _pull(self, wait: bool) -> None:
         frames, ended = self.reader.read(self.channel.sock, wait)
@@ -152,9 +164,10 @@ class _Inbox:
         # Not here: it has run already, and its answer is on its way.
 
 
-def _serve(sock: socket.socket) -> None:
+def _serve(sock: _socket.socket, name: str) -> None:
     channel = _Channel(sock)
     inbox = _Inbox(channel)
+    unnamed = True
     while True:
         message = inbox.next()
         if message is None:
@@ -167,6 +180,9 @@ def _serve(sock: socket.socket) -> None:
         else:
             continue
         channel.send(reply)
+        if unnamed:
+            _name_in_full(name)
+            unnamed = False
 
 
 def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[_wire.Buffer]:
