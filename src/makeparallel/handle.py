@@ -266,23 +266,23 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         with self._state_lock:
             if self._task_state is not expected:
                 return False
-            self._check(expected, new)
-            self._task_state = new
-            now = time.monotonic()
-            if new is TaskState.RUNNING:
-                self._started_at = now
-                self._attempts += 1
-            elif new in _TERMINAL:
-                self._ended_at = now
+            self._move(new)
             return True
 
     def _transition(self, new: TaskState) -> None:
         with self._state_lock:
-            current = self._task_state
-        if not self._try_transition(current, new):
-            raise InvalidTransitionError(
-                f"task {self._task_id} ({self._name}) changed state while moving to {new}"
-            )
+            self._move(new)
+
+    def _move(self, new: TaskState) -> None:
+        """Called with the state lock held."""
+        self._check(self._task_state, new)
+        self._task_state = new
+        now = time.monotonic()
+        if new is TaskState.RUNNING:
+            self._started_at = now
+            self._attempts += 1
+        elif new in _TERMINAL:
+            self._ended_at = now
 
     @staticmethod
     def _check(current: TaskState, new: TaskState) -> None:

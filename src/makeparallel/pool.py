@@ -493,6 +493,10 @@ class Pool(concurrent.futures.Executor):
         return True
 
     def _after_change(self) -> None:
+        if self._pending or self._running or self._retrying:
+            # Not idle. Read without the lock: whoever ends the last task checks
+            # after its own removal, and so sees the pool idle.
+            return
         with self._lock:
             idle = not self._pending and not self._running and not self._retrying
             if idle:
