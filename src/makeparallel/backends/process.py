@@ -200,6 +200,7 @@ class ProcessBackend(Backend):
         self._contexts: dict[str, bytes] = {}
         self._mean_task: float | None = None  # seconds between a worker's answers
         self._ahead = 1  # tasks per worker at once; more than 1 once tasks prove short
+        self._hand_out_later = False  # I/O thread: a hand-out waits for the end of a batch
         self._thread = threading.Thread(target=self._loop, name=f"{self.pool_name}-io", daemon=True)
         self._thread.start()
         self._call(self._spawn_all)
@@ -688,6 +689,9 @@ class ProcessBackend(Backend):
         for index, (kind, task_id, body) in enumerate(frames):
             # One hand-out of new work after the whole batch, not one per answer.
             self._on_frame(worker, kind, task_id, body, hand_out=index == last)
+        if self._hand_out_later:  # the batch ended with a frame that hands out nothing
+            self._hand_out_later = False
+            self.poke()
         if ended:
             self._on_exit(worker)
 
@@ -777,8 +781,8 @@ class ProcessBackend(Backend):
         if worker.dead:
             return
         if worker.inflight:
-            if hand_out and not (self._closing or worker.retiring):
-                self.poke()  # idle workers first, then the queues of busy ones
+            if not (self._closing or worker.retiring):
+                self._hand_out(hand_out)  # idle workers first, then the queues of busy ones
             return
         if self._closing:
             self._retire(worker)
@@ -803,7 +807,12 @@ class ProcessBackend(Backend):
                 self._idle.append(worker)
         if task is not None:
             self._send_tasks(worker, [task])
-        if hand_out:
+        self._hand_out(hand_out)
+
+    def _hand_out(self, now: bool) -> None:
+        """Send waiting work to workers with room, now or after the batch being read."""
+        self._hand_out_later = not now
+        if now:
             self.poke()
 
     def _on_exit(self, worker: _Worker) -> None:
