@@ -104,38 +104,6 @@ class _ChunkSizer:
         self.size = max(1, min(_MAX_CHUNK, wanted, self.size * 4))
 
 
-def imap(
-    pool: Pool,
-    fn: Callable[..., R],
-    iterable: Iterable[Any],
-    *,
-    chunksize: int | None = None,
-    ordered: bool = True,
-    star: bool = False,
-    on_error: OnError = "raise",
-    deadline: float | None = None,
-    item_timeout: float | None = None,
-    on_items_done: Callable[[int], object] | None = None,
-    length: int | None = None,
-) -> Iterator[R]:
-    """Validate at once (not at the first ``next()``), then return the lazy iterator."""
-    return flatten(
-        imap_batches(
-            pool,
-            fn,
-            iterable,
-            chunksize=chunksize,
-            ordered=ordered,
-            star=star,
-            on_error=on_error,
-            deadline=deadline,
-            item_timeout=item_timeout,
-            on_items_done=on_items_done,
-            length=length,
-        )
-    )
-
-
 def flatten(batches: Iterator[list[R]]) -> Iterator[R]:
     try:
         for batch in batches:
@@ -160,7 +128,9 @@ def imap_batches(
     on_items_done: Callable[[int], object] | None = None,
     length: int | None = None,
 ) -> Iterator[list[R]]:
-    """Like ``imap``, but each step gives the results of one chunk, as a list.
+    """Apply ``fn`` to every item; each step gives the results of one chunk, as a list
+    (``flatten`` turns them into items). Arguments are checked at once, not at the
+    first ``next()``.
 
     ``length``: how many items there will be, when ``iterable`` cannot say.
     """

@@ -330,7 +330,7 @@ class Pool(concurrent.futures.Executor):
             length: int | None = min(len(it) for it in iterables)  # type: ignore[arg-type]
         except TypeError:
             length = None  # a generator among them: chunk sizes adapt as results come
-        return _mapping.imap(
+        batches = _mapping.imap_batches(
             self,
             fn,
             zip(*iterables, strict=False),
@@ -340,6 +340,7 @@ class Pool(concurrent.futures.Executor):
             deadline=None if timeout is None else time.monotonic() + timeout,
             length=length,
         )
+        return _mapping.flatten(batches)
 
     def imap(
         self,
@@ -350,7 +351,9 @@ class Pool(concurrent.futures.Executor):
         ordered: bool = True,
     ) -> Iterator[R]:
         """Lazily apply ``fn`` to each item, pulling input only as workers free up."""
-        return _mapping.imap(self, fn, iterable, chunksize=chunksize, ordered=ordered)
+        return _mapping.flatten(
+            _mapping.imap_batches(self, fn, iterable, chunksize=chunksize, ordered=ordered)
+        )
 
     # -- what engines call (the Sink protocol) -----------------------------
 
