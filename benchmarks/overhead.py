@@ -5,7 +5,11 @@
 * per-task overhead: 5 000 submits of a no-op, then every result; the wall
   time divided by the number of tasks (warm pools of N = usable CPUs workers);
 * round trip: one tiny task submitted and its result read, one after the
-  other, on a warm pool; each sample is the median of 200 round trips;
+  other, on a warm pool; each sample is the median of 200 round trips. Two
+  reference rows show the floor of this machine: 40 bytes sent to an echo
+  process over a socket pair and read back, by the sending thread itself,
+  and by a reader thread that hands them over through a condition variable
+  (as a pool's I/O thread does) - no pool, no pickling, no Python function;
 * cold start: from creating a 2-worker pool to its first result (the pool
   is shut down afterwards, untimed).
 """
@@ -13,8 +17,11 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -66,6 +73,60 @@ def round_trips(peer: peers.Peer, workers: int, count: int) -> Iterator[Measure]
         yield measure
 
 
+_ECHO = """
+import os, socket, sys
+sock = socket.socket(fileno=int(sys.argv[1]))
+while data := sock.recv(64):
+    sock.sendall(data)
+"""
+
+
+@contextlib.contextmanager
+def ping_pong(count: int, reader_thread: bool) -> Iterator[Measure]:
+    """The machine's floor for a round trip between two processes (no pool)."""
+    ours, theirs = socket.socketpair()
+    echo = subprocess.Popen(
+        [sys.executable, "-c", _ECHO, str(theirs.fileno())], pass_fds=[theirs.fileno()]
+    )
+    theirs.close()
+    arrived = threading.Condition()
+    inbox: list[bytes] = []
+
+    def read() -> None:
+        while data := ours.recv(64):
+            with arrived:
+                inbox.append(data)
+                arrived.notify()
+
+    def receive() -> bytes:
+        if not reader_thread:
+            return ours.recv(64)
+        with arrived:
+            arrived.wait_for(lambda: inbox)
+            return inbox.pop()
+
+    reader = threading.Thread(target=read, daemon=True)
+    if reader_thread:
+        reader.start()
+    try:
+
+        def measure() -> float:
+            samples = []
+            for _ in range(count):
+                started = time.perf_counter()
+                ours.sendall(b"x" * 40)
+                receive()
+                samples.append(time.perf_counter() - started)
+            return statistics.median(samples)
+
+        yield measure
+    finally:
+        ours.shutdown(socket.SHUT_RDWR)
+        echo.wait(10)
+        reader.join(10) if reader_thread else None
+        ours.close()
+
+
 @contextlib.contextmanager
 def cold_start(peer: peers.Peer) -> Iterator[Measure]:
     def measure() -> float:
@@ -115,9 +176,25 @@ def run(size: str, repetitions: int) -> Section:
         Contender(p.key, p.label, partial(many_submits, p, workers, tasks), p.note)
         for p in peers.SUBMITTING
     )
-    trips = tuple(
-        Contender(p.key, p.label, partial(round_trips, p, workers, count), ROUND_TRIP_CALLS[p.key])
-        for p in peers.SUBMITTING
+    trips = (
+        *(
+            Contender(
+                p.key, p.label, partial(round_trips, p, workers, count), ROUND_TRIP_CALLS[p.key]
+            )
+            for p in peers.SUBMITTING
+        ),
+        Contender(
+            "floor_socket",
+            "floor: socket ping-pong",
+            partial(ping_pong, count, False),
+            "40 bytes to an echo process and back, no pool",
+        ),
+        Contender(
+            "floor_thread",
+            "floor: ping-pong via a reader thread",
+            partial(ping_pong, count, True),
+            "the same, received by a second thread and handed over with a condition",
+        ),
     )
     colds = tuple(Contender(p.key, p.label, partial(cold_start, p), p.note) for p in COLD)
     return {

@@ -3,7 +3,7 @@
     python benchmarks/suite.py [--quick | --smoke] [--only overhead,scaling] [--out FILE]
     python benchmarks/suite.py --show FILE         # the markdown tables of a saved run
     python benchmarks/suite.py --plot FILE         # its PNG plots (into --images DIR)
-    python benchmarks/suite.py --write-docs FILE   # docs/benchmarks.md's generated block + docs/img
+    python benchmarks/suite.py --write-docs FILE   # docs/benchmarks.md's block + docs/img + README
 
 Runs, in this order: the CPU-bound comparison of ``run.py`` (coarse tasks,
 every peer), per-task overhead / round trip / cold start (``overhead.py``),
@@ -43,6 +43,7 @@ from machine import CpuMeter, wait_for_idle
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = report.RESULTS / "suite.json"
 DOC = HERE.parent / "docs" / "benchmarks.md"
+README = HERE.parent / "README.md"
 BENCHMARKS: dict[str, report.Run | None] = {
     "cpu": None,  # run.py's comparison, which has its own format (see run_cpu below)
     overhead.NAME: overhead.run,
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--images", type=Path, help="where plots go (default: next to the JSON)")
     parser.add_argument("--doc", type=Path, default=DOC, help="the page --write-docs fills")
+    parser.add_argument(
+        "--readme", type=Path, default=README, help="whose summary table --write-docs fills"
+    )
     saved = parser.add_mutually_exclusive_group()
     saved.add_argument("--show", type=Path, metavar="JSON", help="print a saved run's tables")
     saved.add_argument("--plot", type=Path, metavar="JSON", help="plot a saved run")
@@ -126,8 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.write_docs:
         images = args.images or args.doc.parent / "img"
-        written = render.write_docs(report.load(args.write_docs), args.doc, images)
-        print(f"written: {args.doc.name} and {len(written)} plots", file=sys.stderr)
+        saved = report.load(args.write_docs)
+        written = render.write_docs(saved, args.doc, images)
+        render.write_summary(saved, args.readme)
+        print(
+            f"written: {args.doc.name}, {args.readme.name} and {len(written)} plots",
+            file=sys.stderr,
+        )
         return 0
 
     size, repetitions = report.size_and_repetitions(parser, args)

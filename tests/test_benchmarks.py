@@ -25,7 +25,7 @@ SUBMITTING = {"ppe", "mp_pool", "pebble", "loky", "makeparallel"}
 EXPECTED_ROWS = {
     "overhead": {
         "per_task": SUBMITTING,
-        "round_trip": SUBMITTING,
+        "round_trip": SUBMITTING | {"floor_socket", "floor_thread"},
         "cold_start": {
             "ppe_fork",
             "ppe_forkserver",
@@ -130,7 +130,12 @@ def test_suite_runs_renders_and_fills_the_docs(tmp_path: Path) -> None:
     doc = tmp_path / "docs" / "benchmarks.md"
     doc.parent.mkdir()
     shutil.copy(DOCS / "benchmarks.md", doc)
-    run_script("suite.py", "--write-docs", str(out), "--doc", str(doc))
+    readme = tmp_path / "README.md"
+    shutil.copy(DOCS.parent / "README.md", readme)
+    run_script("suite.py", "--write-docs", str(out), "--doc", str(doc), "--readme", str(readme))
+    summary = readme.read_text()
+    assert summary.count("<!-- summary:begin -->") == 1
+    assert "| 200 sleeps of 10 ms on 32 threads (ms) |" in summary
     filled = doc.read_text()
     assert filled.count("<!-- suite:begin -->") == 1
     assert filled.count("<!-- suite:end -->") == 1
