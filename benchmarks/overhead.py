@@ -123,7 +123,8 @@ def ping_pong(count: int, reader_thread: bool) -> Iterator[Measure]:
     finally:
         ours.shutdown(socket.SHUT_RDWR)
         echo.wait(10)
-        reader.join(10) if reader_thread else None
+        if reader_thread:
+            reader.join(10)
         ours.close()
 
 

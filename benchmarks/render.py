@@ -21,7 +21,7 @@ SUMMARY_END = "<!-- summary:end -->"
 
 # The README's table: one line per figure, makeparallel against its peers.
 # (section, table, what it is, makeparallel's row, ProcessPoolExecutor's row,
-#  multiprocessing.Pool's row)
+#  multiprocessing.Pool's row, another peer's row)
 HEADLINES = (
     (
         "cpu",
@@ -30,6 +30,7 @@ HEADLINES = (
         "makeparallel_pool",
         "process_pool_executor",
         "multiprocessing_pool",
+        "loky",
     ),
     (
         "overhead",
@@ -38,6 +39,7 @@ HEADLINES = (
         "makeparallel",
         "ppe",
         "mp_pool",
+        "pebble",
     ),
     (
         "overhead",
@@ -46,6 +48,7 @@ HEADLINES = (
         "makeparallel",
         "ppe",
         "mp_pool",
+        "floor_thread",
     ),
     (
         "overhead",
@@ -54,15 +57,43 @@ HEADLINES = (
         "makeparallel",
         "ppe_fork",
         "mp_pool",
+        "ppe_forkserver",
     ),
-    ("tiny_items", "map", "map over 200 000 tiny items (ms)", "makeparallel_map", "ppe", "mp_pool"),
+    (
+        "tiny_items",
+        "map",
+        "map over 200 000 tiny items (ms)",
+        "makeparallel_map",
+        "ppe",
+        "mp_pool",
+        "joblib",
+    ),
+    (
+        "tiny_items",
+        "map",
+        "the same map, run a second time on the pool (ms)",
+        "makeparallel_map_again",
+        None,
+        None,
+        None,
+    ),
     (
         "streaming",
         "imap",
-        "imap over a 10-million-item generator (s)",
-        "makeparallel",
+        "lazy map over a generator of 1 million items (s)",
+        "makeparallel_peer_size",
         "ppe",
         "mp_pool",
+        None,
+    ),
+    (
+        "streaming",
+        "imap",
+        "lazy map over a generator of 10 million items (s)",
+        "makeparallel",
+        None,
+        None,
+        None,
     ),
     (
         "data_transfer",
@@ -71,8 +102,17 @@ HEADLINES = (
         "makeparallel",
         "ppe",
         "mp_pool",
+        "loky",
     ),
-    ("data_transfer", "numpy", "one 100 MB NumPy argument (ms)", "makeparallel", "ppe", "mp_pool"),
+    (
+        "data_transfer",
+        "numpy",
+        "one 100 MB NumPy argument (ms)",
+        "makeparallel",
+        "ppe",
+        "mp_pool",
+        "loky",
+    ),
     (
         "real_workload",
         "compile_stdlib",
@@ -80,14 +120,16 @@ HEADLINES = (
         "makeparallel_map",
         "ppe",
         "mp_pool",
+        "joblib",
     ),
     (
         "io_bound",
         "sleeps",
         "200 sleeps of 10 ms on 32 threads (ms)",
         "makeparallel",
-        "thread_pool_executor",
         None,
+        None,
+        "thread_pool_executor",
     ),
 )
 
@@ -204,15 +246,19 @@ def markdown(report: dict[str, Any], images: str | None = "img") -> str:
 def summary(report: dict[str, Any]) -> str:
     """The README's comparison: per figure, makeparallel's median next to its peers'."""
     lines = [
-        "| figure | makeparallel | ProcessPoolExecutor | multiprocessing.Pool | serial loop |",
-        "|---|---:|---:|---:|---:|",
+        "| figure | makeparallel | ProcessPoolExecutor | multiprocessing.Pool "
+        "| another peer | serial loop |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for section, key, title, ours, ppe, mp_pool in HEADLINES:
+    for section, key, title, ours, ppe, mp_pool, other in HEADLINES:
         out = _find_table(report, section, key)
         if out is None:
             continue
         rows = {row.get("key"): row for row in out["rows"]}
-        cells = [_median(rows.get(k), out) for k in (ours, ppe, mp_pool, "serial")]
+        cells = [_median(rows.get(k)) for k in (ours, ppe, mp_pool)]
+        peer = rows.get(other)
+        cells.append("-" if peer is None else f"{_cell(peer['label'])}: {_median(peer)}")
+        cells.append(_median(rows.get("serial")))
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -225,7 +271,7 @@ def _find_table(report: dict[str, Any], section: str, key: str) -> dict[str, Any
     return next((t for t in tables if t["key"] == key), None)
 
 
-def _median(row: dict[str, Any] | None, out: dict[str, Any]) -> str:
+def _median(row: dict[str, Any] | None) -> str:
     if row is None:
         return "-"
     if row["status"] != "ok":

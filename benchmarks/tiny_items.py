@@ -84,12 +84,16 @@ def mpire_keep_alive(items: list[int], check: Any, workers: int) -> Iterator[Mea
 
 
 @contextlib.contextmanager
-def makeparallel_map(items: list[int], check: Any, workers: int) -> Iterator[Measure]:
+def makeparallel_map(
+    items: list[int], check: Any, workers: int, once_before: bool = False
+) -> Iterator[Measure]:
     import makeparallel as mp
 
     mp.configure(workers=workers)  # a fresh default pool of N workers
     try:
         mp.parallel_map(workloads.nap, [WARMUP_NAP] * workers, chunksize=1)
+        if once_before:  # as in a program that maps more than once
+            mp.parallel_map(workloads.add_one, items)
         yield lambda: timed(lambda: mp.parallel_map(workloads.add_one, items), check)
     finally:
         mp.configure()  # shuts that default pool down
@@ -143,6 +147,12 @@ def run(size: str, repetitions: int) -> Section:
             "makeparallel parallel_map",
             partial(makeparallel_map, **with_pool),
             "default pool, automatic chunks",
+        ),
+        Contender(
+            "makeparallel_map_again",
+            "makeparallel parallel_map, second run",
+            partial(makeparallel_map, **with_pool, once_before=True),
+            "default pool, automatic chunks; the same map ran once on this pool before",
         ),
         Contender(
             "makeparallel_pool_map",

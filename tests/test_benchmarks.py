@@ -44,6 +44,7 @@ EXPECTED_ROWS = {
             "joblib",
             "mpire",
             "makeparallel_map",
+            "makeparallel_map_again",
             "makeparallel_pool_map",
         }
     },
