@@ -13,22 +13,19 @@ find them in the page cache.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import contextlib
-import multiprocessing
 import platform
 import sys
 import sysconfig
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import map_sessions as sessions
 import workloads
 from machine import usable_cpus
-from measure import WARMUP_NAP, Contender, Measure, run_rounds, timed, warm_up
+from measure import Contender, run_rounds
 from report import Section, add_ratio, main_for, median_of, rounds, table
 
 NAME = "real_workload"
@@ -58,78 +55,31 @@ class Check:
         return sum(results) == self._compiled
 
 
-@contextlib.contextmanager
-def serial(files: list[str], check: Check, workers: int) -> Iterator[Measure]:
-    yield lambda: timed(lambda: [workloads.compile_file(f) for f in files], check)
-
-
-@contextlib.contextmanager
-def makeparallel_map(files: list[str], check: Check, workers: int) -> Iterator[Measure]:
-    import makeparallel as mp
-
-    mp.configure(workers=workers)
-    try:
-        mp.parallel_map(workloads.nap, [WARMUP_NAP] * workers, chunksize=1)
-        yield lambda: timed(lambda: mp.parallel_map(workloads.compile_file, files), check)
-    finally:
-        mp.configure()
-
-
-@contextlib.contextmanager
-def process_pool_executor(files: list[str], check: Check, workers: int) -> Iterator[Measure]:
-    with cf.ProcessPoolExecutor(workers) as executor:
-        warm_up(executor.submit, workers)
-        yield lambda: timed(lambda: list(executor.map(workloads.compile_file, files)), check)
-
-
-@contextlib.contextmanager
-def multiprocessing_pool(files: list[str], check: Check, workers: int) -> Iterator[Measure]:
-    pool = multiprocessing.Pool(workers)
-    try:
-        pool.map(workloads.nap, [WARMUP_NAP] * workers, chunksize=1)
-        yield lambda: timed(lambda: pool.map(workloads.compile_file, files), check)
-    finally:
-        pool.close()
-        pool.join()
-
-
-@contextlib.contextmanager
-def joblib_parallel(files: list[str], check: Check, workers: int) -> Iterator[Measure]:
-    from joblib import Parallel, delayed  # type: ignore[import-untyped]
-    from joblib.externals.loky import get_reusable_executor  # type: ignore[import-untyped]
-
-    try:
-        Parallel(n_jobs=workers)(delayed(workloads.nap)(WARMUP_NAP) for _ in range(workers))
-        compile_file = delayed(workloads.compile_file)
-        yield lambda: timed(lambda: Parallel(n_jobs=workers)(compile_file(f) for f in files), check)
-    finally:
-        get_reusable_executor().shutdown(wait=True)
-
-
 def run(size: str, repetitions: int) -> Section:
     workers = usable_cpus()
     files = stdlib_files(SMOKE_FILES if size == "smoke" else None)
     megabytes = sum(len(Path(f).read_bytes()) for f in files) / 2**20  # also warms the cache
-    setup = {"files": files, "check": Check(files), "workers": workers}
+    check = Check(files)
+    setup = {"fn": workloads.compile_file, "items": files, "check": check, "workers": workers}
     contenders = (
-        Contender("serial", "serial loop", partial(serial, **setup), "in this process"),
+        Contender("serial", "serial loop", partial(sessions.serial, **setup), "in this process"),
         Contender(
             "ppe",
             "ProcessPoolExecutor.map",
-            partial(process_pool_executor, **setup),
+            partial(sessions.process_pool_executor, **setup),
             "default chunksize (1)",
         ),
         Contender(
             "mp_pool",
             "multiprocessing.Pool.map",
-            partial(multiprocessing_pool, **setup),
+            partial(sessions.multiprocessing_pool, **setup),
             "default chunksize",
         ),
-        Contender("joblib", "joblib.Parallel (loky)", partial(joblib_parallel, **setup)),
+        Contender("joblib", "joblib.Parallel (loky)", partial(sessions.joblib_parallel, **setup)),
         Contender(
             "makeparallel_map",
             "makeparallel parallel_map",
-            partial(makeparallel_map, **setup),
+            partial(sessions.makeparallel_map, **setup),
             "default pool, automatic chunks",
         ),
     )
