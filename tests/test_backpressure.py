@@ -111,6 +111,7 @@ def yielding(_: int) -> None:
     time.sleep(0)  # hands the GIL to the producer: alone, it would outrun this worker
 
 
+@pytest.mark.timeout(360)  # about 100 s on 2 cores: a million GIL hand-offs, not a hang
 def test_a_million_submissions_keep_memory_flat() -> None:
     from makeparallel._memory import resident_bytes
 
