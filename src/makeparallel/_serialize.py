@@ -30,15 +30,7 @@ _REFERENCED_KINDS = (type(len), type(lambda: None), type)
 
 def dumps(obj: object) -> bytes:
     """Serialize ``obj``; raise the pickling error when neither pickler can."""
-    try:
-        data = pickle.dumps(obj, PROTOCOL)
-    except (pickle.PicklingError, TypeError, AttributeError):
-        return _cloud_dumps(obj)
-    if _MAIN_MARKER in data:
-        # A reference to __main__ would not resolve in a worker (or, for a
-        # worker's result, would point at the worker's bootstrap module).
-        return _cloud_dumps(obj)
-    return data
+    return _dumps(obj, None)[0]
 
 
 def dumps_with_buffers(obj: object) -> tuple[bytes, list[pickle.PickleBuffer]]:
@@ -50,14 +42,28 @@ def dumps_with_buffers(obj: object) -> tuple[bytes, list[pickle.PickleBuffer]]:
     a 100 MB pickle. ``loads(data, buffers)`` puts them back.
     """
     buffers: list[pickle.PickleBuffer] = []
-    try:
-        data = pickle.dumps(obj, PROTOCOL, buffer_callback=buffers.append)
-    except (pickle.PicklingError, TypeError, AttributeError):
-        data = None
-    if data is None or _MAIN_MARKER in data:
-        buffers.clear()
-        data = _cloud_dumps(obj, buffers.append)
+    data, _ = _dumps(obj, buffers)
     return data, buffers
+
+
+def _dumps(obj: object, buffers: list[pickle.PickleBuffer] | None) -> tuple[bytes, bool]:
+    """Plain pickle, else cloudpickle; also whether plain pickle did it.
+
+    ``buffers``: where out-of-band buffers go (None: keep them in the pickle).
+    """
+    callback = None if buffers is None else buffers.append
+    try:
+        data = pickle.dumps(obj, PROTOCOL, buffer_callback=callback)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        pass
+    else:
+        if _MAIN_MARKER not in data:
+            return data, True
+        # A reference to __main__ would not resolve in a worker (or, for a
+        # worker's result, would point at the worker's bootstrap module).
+    if buffers is not None:
+        buffers.clear()
+    return _cloud_dumps(obj, callback), False
 
 
 class LargeBytes:
@@ -87,13 +93,8 @@ def out_of_band(value: Any) -> Any:
 def dumps_function(fn: object) -> tuple[bytes, bool]:
     """Serialize a function; also say whether the bytes are a mere reference to it
     (module and name), which stays valid for as long as the function exists."""
-    try:
-        data = pickle.dumps(fn, PROTOCOL)
-    except (pickle.PicklingError, TypeError, AttributeError):
-        return _cloud_dumps(fn), False
-    if _MAIN_MARKER in data:
-        return _cloud_dumps(fn), False
-    return data, isinstance(fn, _REFERENCED_KINDS)
+    data, plain = _dumps(fn, None)
+    return data, plain and isinstance(fn, _REFERENCED_KINDS)
 
 
 def loads(data: bytes | bytearray | memoryview, buffers: Any = ()) -> Any:
