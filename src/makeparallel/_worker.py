@@ -19,12 +19,11 @@ import _socket
 import _thread
 import os
 import sys
-import time
 from collections import deque
-from itertools import starmap
 
 from . import _serialize, _wire, _worker_state
 from . import task as task_api
+from ._chunk import run_items
 
 # Start-up time matters (every new or replacement worker pays it): no typing at
 # run time, and the C modules under signal, socket and threading, whose Python
@@ -239,20 +238,7 @@ def _run_call(
 def _run_items(
     task_id: int, fn: Callable[..., Any], star: bool, items: list[Any]
 ) -> list[_wire.Buffer]:
-    errors: dict[int, bytes] = {}
-    values: list[Any] = []
-    remaining = iter(items)
-    started = time.perf_counter()
-    while True:
-        # list.extend keeps what it got before an item raised, and the iterator
-        # resumes after that item: each item runs once, at C speed between failures
-        try:
-            values.extend(starmap(fn, remaining) if star else map(fn, remaining))
-            break
-        except BaseException as exc:
-            errors[len(values)] = remote_error(exc, "run")
-            values.append(None)
-    seconds = time.perf_counter() - started
+    values, errors, seconds = run_items(fn, star, items, lambda exc, _: remote_error(exc, "run"))
     try:
         data = _serialize.dumps((values, errors, seconds))
     except BaseException:

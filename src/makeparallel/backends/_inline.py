@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from itertools import starmap
 from typing import Any
 
 from .. import task as task_api
+from .._chunk import run_items
 from .._task import Task, annotate, context_note
 
 
@@ -37,18 +36,8 @@ def _call(task: Task, worker: str | None) -> tuple[bool, Any]:
             return True, task.fn(*task.args, **task.kwargs)
         except BaseException as exc:
             return False, annotate(exc, context_note(task, worker))
-    fn, star = task.fn, task.star
-    values: list[Any] = []
-    errors: dict[int, BaseException] = {}
-    remaining = iter(task.items)
-    started = time.perf_counter()
-    while True:
-        # list.extend keeps what it got before an item raised; the iterator resumes after it
-        try:
-            values.extend(starmap(fn, remaining) if star else map(fn, remaining))
-            break
-        except BaseException as exc:
-            item = task.first_index + len(values)
-            errors[len(values)] = annotate(exc, context_note(task, worker, item))
-            values.append(None)
-    return True, (values, errors, time.perf_counter() - started)
+
+    def record(exc: BaseException, offset: int) -> BaseException:
+        return annotate(exc, context_note(task, worker, task.first_index + offset))
+
+    return True, run_items(task.fn, task.star, task.items, record)

@@ -11,24 +11,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import time
 from typing import Any
 
+from .._chunk import run_items
 from .._task import ChunkValue, Task, annotate, context_note
 from .base import Backend, Sink
 
 
 def _run_items(fn: Any, star: bool, items: list[Any]) -> ChunkValue:
-    values: list[Any] = []
-    errors: dict[int, BaseException] = {}
-    started = time.perf_counter()
-    for offset, item in enumerate(items):
-        try:
-            values.append(fn(*item) if star else fn(item))
-        except Exception as exc:
-            values.append(None)
-            errors[offset] = exc
-    return values, errors, time.perf_counter() - started
+    """Runs on the executor's side (perhaps another machine): plain exceptions per item."""
+    return run_items(fn, star, items, lambda exc, _: exc, catch=Exception)
 
 
 class ExecutorBackend(Backend):
