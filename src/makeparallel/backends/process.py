@@ -40,6 +40,7 @@ This module must never block the I/O thread on a worker.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import selectors
@@ -197,7 +198,6 @@ class ProcessBackend(Backend):
         self._planned = 0  # workers asked for but not yet started
         self._next_memory_check = 0.0
         self._functions: dict[int, tuple[Callable[..., Any], bytes]] = {}
-        self._contexts: dict[str, bytes] = {}
         self._mean_task: float | None = None  # seconds between a worker's answers
         self._ahead = 1  # tasks per worker at once; more than 1 once tasks prove short
         self._hand_out_later = False  # I/O thread: a hand-out waits for the end of a batch
@@ -223,7 +223,7 @@ class ProcessBackend(Backend):
             raise unpicklable_arguments(task, problem) from problem
         metadata = task.handle.metadata
         if not metadata:
-            task.ctx_data = self._plain_context(task.handle.name)
+            task.ctx_data = _plain_context(task.handle.name)
             return
         try:
             task.ctx_data = _serialize.dumps((task.handle.name, dict(metadata)))
@@ -248,16 +248,6 @@ class ProcessBackend(Backend):
             if len(self._functions) >= _CACHE_SIZE:
                 self._functions.clear()
             self._functions[key] = (task.fn, data)  # holding fn keeps its id unique
-        return data
-
-    def _plain_context(self, name: str) -> bytes:
-        """The task context for a name and no metadata, the common case."""
-        data = self._contexts.get(name)
-        if data is None:
-            data = _serialize.dumps((name, {}))
-            if len(self._contexts) >= _CACHE_SIZE:
-                self._contexts.clear()
-            self._contexts[name] = data
         return data
 
     def poke(self) -> None:
@@ -968,6 +958,12 @@ class ProcessBackend(Backend):
             self._wake_closed = True
             os.close(self._wake_r)
             os.close(self._wake_w)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _plain_context(name: str) -> bytes:
+    """The pickled task context for a name and no metadata, the common case."""
+    return _serialize.dumps((name, {}))
 
 
 def _nothing() -> None:
