@@ -99,15 +99,21 @@ def nested_sum_pids(n: int) -> tuple[int, None, list[tuple[int, int]]]:
     return os.getpid(), None, [h.result(timeout=DEADLINE) for h in handles]
 
 
-def test_doctor_reports_and_passes() -> None:
+def run_command(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m makeparallel ...`` in a fresh interpreter; it must succeed."""
     result = subprocess.run(
-        [sys.executable, "-m", "makeparallel", "doctor"],
+        [sys.executable, "-m", "makeparallel", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_doctor_reports_and_passes() -> None:
+    result = run_command("doctor")
     assert "usable CPUs" in result.stdout
     assert "smoke test   ok" in result.stdout
 
@@ -127,14 +133,7 @@ def test_bench_command_runs() -> None:
 
 
 def test_demo_runs_and_reports_a_speed_up() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "makeparallel", "demo", "--blocks", "4", "--block-size", "2000"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_command("demo", "--blocks", "4", "--block-size", "2000")
     assert "serial:" in result.stdout
     assert "parallel:" in result.stdout
     assert "speed-up:" in result.stdout
