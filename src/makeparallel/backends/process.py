@@ -306,10 +306,7 @@ class ProcessBackend(Backend):
             return []
         tasks = [first]
         with self._lock:
-            room = self._ahead - len(worker.inflight) - 1
-            limit = self.setup.max_tasks
-            if limit is not None:
-                room = min(room, limit - worker.sent - 1)
+            room = min(self._ahead - len(worker.inflight), self._allowance(worker)) - 1
             if room > 0 and self.setup.memory_limit is None:
                 # leave the other workers their part of what waits
                 ready = sum(1 for w in self._workers if w.ready and not w.dead) or 1
@@ -325,8 +322,12 @@ class ProcessBackend(Backend):
         return tasks
 
     def _may_send(self, worker: _Worker) -> bool:
+        return self._allowance(worker) > 0
+
+    def _allowance(self, worker: _Worker) -> int:
+        """How many more tasks ``worker`` may be sent before it is recycled (max_tasks)."""
         limit = self.setup.max_tasks
-        return limit is None or worker.sent < limit
+        return _MAX_AHEAD if limit is None else limit - worker.sent
 
     def _next_task(self, ahead: bool) -> Task | None:
         """Tasks handed back by a dead worker first, then the pool's queue."""
