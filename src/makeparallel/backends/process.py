@@ -792,13 +792,9 @@ class ProcessBackend(Backend):
             self._retire(worker)
             return
         with self._lock:
-            task = self._backlog.popleft() if self._backlog else None
-            if task is None:
-                worker.idle_since = time.monotonic()
-                self._idle.append(worker)
-        if task is not None:
-            self._send_tasks(worker, [task])
-        self._hand_out(hand_out)
+            worker.idle_since = time.monotonic()
+            self._idle.append(worker)
+        self._hand_out(hand_out)  # tasks handed back by a dead worker go out first
 
     def _hand_out(self, now: bool) -> None:
         """Send waiting work to workers with room, now or after the batch being read."""
