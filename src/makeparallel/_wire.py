@@ -71,44 +71,45 @@ def unblob(view: memoryview) -> tuple[memoryview, list[memoryview]]:
 
 def frame(kind: int, task_id: int, parts: Sequence[Buffer]) -> list[Buffer]:
     """The buffers of one frame, header first."""
-    size = sum(len(p) for p in parts)
-    return [HEADER.pack(size, kind, task_id), *parts]
+    return [HEADER.pack(sum(map(len, parts)), kind, task_id), *parts]
 
 
-def send_all(sock: socket, buffers: Sequence[Buffer]) -> None:
+def send_all(sock: socket, buffers: list[Buffer]) -> None:
     """Blocking write of every buffer (used by workers)."""
-    views = [memoryview(b).cast("B") for b in buffers if len(b)]
-    while views:
-        sent = sock.sendmsg(views[:512])
-        views = _advance(views, sent)
+    while buffers:
+        sent = sock.sendmsg(buffers[:512])
+        buffers = _advance(buffers, sent)
 
 
-def send_some(sock: socket, views: list[memoryview]) -> list[memoryview]:
+def send_some(sock: socket, buffers: list[Buffer]) -> list[Buffer]:
     """Non-blocking write; returns what is left to send."""
-    while views:
+    while buffers:
         try:
-            sent = sock.sendmsg(views[:512])
+            sent = sock.sendmsg(buffers[:512])
         except (BlockingIOError, InterruptedError):
-            return views
-        views = _advance(views, sent)
-    return views
+            return buffers
+        buffers = _advance(buffers, sent)
+    return buffers
 
 
-def as_views(buffers: Sequence[Buffer]) -> list[memoryview]:
-    return [memoryview(b).cast("B") for b in buffers if len(b)]
+def _advance(buffers: list[Buffer], sent: int) -> list[Buffer]:
+    """What is left of ``buffers`` once ``sent`` bytes of them went out.
 
-
-def _advance(views: list[memoryview], sent: int) -> list[memoryview]:
+    Every buffer is byte-sized (``len`` counts bytes): bytes, bytearrays and
+    the raw views of pickle buffers.
+    """
+    if len(buffers) <= 512 and sent == sum(map(len, buffers)):
+        return []  # the common case: all of it
     index = 0
-    while sent and index < len(views):
-        size = len(views[index])
+    while sent and index < len(buffers):
+        size = len(buffers[index])
         if sent >= size:
             sent -= size
             index += 1
         else:
-            views[index] = views[index][sent:]
+            buffers[index] = memoryview(buffers[index])[sent:]
             sent = 0
-    return views[index:]
+    return buffers[index:]
 
 
 def recv_exact(sock: socket, size: int) -> bytearray | None:
@@ -142,6 +143,9 @@ class FrameReader:
     _CHUNK = 1 << 18
 
     def __init__(self) -> None:
+        # recv() into one kept buffer: recv(n) would allocate n bytes every call, and
+        # a buffer this size comes from mmap and is unmapped again each time.
+        self._scratch = memoryview(bytearray(self._CHUNK))
         self._buf = bytearray()
         self._big: bytearray | None = None  # body of a large frame being filled in place
         self._big_got = 0
@@ -179,17 +183,17 @@ class FrameReader:
                     return frames, False
                 continue
             try:
-                data = sock.recv(self._CHUNK, flags)
+                n = sock.recv_into(self._scratch, 0, flags)
             except (BlockingIOError, InterruptedError):
                 return frames, False
             except ConnectionResetError:
                 return frames, True
             flags = MSG_DONTWAIT
-            if not data:
+            if not n:
                 return frames, True
-            self._buf += data
+            self._buf += self._scratch[:n]
             self._parse(frames)
-            if len(data) < self._CHUNK and self._big is None and not drain:
+            if n < self._CHUNK and self._big is None and not drain:
                 return frames, False
 
     def _parse(self, frames: list[tuple[int, int, bytearray]]) -> None:

@@ -139,7 +139,7 @@ class _Worker:
         self.sock = sock
         self.pidfd: int | None = None
         self.reader = _wire.FrameReader()
-        self.outbox: list[memoryview] = []
+        self.outbox: list[_wire.Buffer] = []
         self.ready = False
         self.dead = False
         self.inflight: deque[Task] = deque()  # sent, not answered; the first one runs
@@ -446,7 +446,6 @@ class ProcessBackend(Backend):
 
     def _send_frames(self, worker: _Worker, tasks: list[Task], buffers: list[_wire.Buffer]) -> None:
         """Write ``buffers`` to ``worker``, which from now on owes an answer for ``tasks``."""
-        views = _wire.as_views(buffers)
         with self._lock:
             if worker.dead:
                 self._backlog.extend(tasks)
@@ -458,10 +457,10 @@ class ProcessBackend(Backend):
             for task in tasks:
                 task.assign(worker.label)
             if worker.outbox:  # an earlier write is unfinished: queue behind it
-                worker.outbox += views
+                worker.outbox += buffers
                 return
             try:
-                rest = _wire.send_some(worker.sock, views)
+                rest = _wire.send_some(worker.sock, buffers)
             except OSError:
                 # The worker is going away; the I/O thread will see it die.
                 for task in tasks:
