@@ -67,10 +67,10 @@ class Task:
     stop_error: BaseException | None = field(default=None, repr=False)
     deadline_entry: TimerEntry | None = field(default=None, repr=False)
     _cancel_event: threading.Event | None = field(default=None, repr=False)
+    id: int = field(init=False)  # the handle's task id, read on every hop
 
-    @property
-    def id(self) -> int:
-        return self.handle.task_id
+    def __post_init__(self) -> None:
+        self.id = self.handle.task_id
 
     @property
     def cancel_event(self) -> threading.Event:

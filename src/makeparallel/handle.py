@@ -56,6 +56,9 @@ _ALLOWED: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
+
+
 class InvalidTransitionError(RuntimeError):
     """A task was asked to make a state change its life cycle does not allow."""
 
@@ -78,7 +81,9 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         super().__init__()
         self._task_id = task_id
         self._name = name
-        self._metadata: Mapping[str, Any] = MappingProxyType(dict(metadata or {}))
+        self._metadata: Mapping[str, Any] = (
+            MappingProxyType(dict(metadata)) if metadata else _NO_METADATA
+        )
         self._canceller = canceller
         self._task_state = TaskState.PENDING
         self._state_lock = threading.Lock()
@@ -294,7 +299,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         if not self._try_transition(TaskState.PENDING, TaskState.RUNNING):
             return False
         self._worker = worker
-        if not super().running():  # a retry finds the Future running already
+        if self._attempts == 1:  # a retry finds the Future running already
             super().set_running_or_notify_cancel()
         return True
 

@@ -359,21 +359,35 @@ class Pool(concurrent.futures.Executor):
 
     def take(self, ahead: bool = False) -> Task | None:
         with self._lock:
-            while self._pending:
-                if ahead and self._pending[0].timeout is not None:
-                    return None  # its clock starts now: it must go to an idle worker
-                task = self._pending.popleft()
-                if self._max_pending is not None:
-                    self._room.notify()
-                if task.handle._start():
-                    self._running[task.id] = task
-                    if task.timeout is not None:
-                        task.deadline_entry = self._timer.call_at(
-                            time.monotonic() + task.timeout, functools.partial(self._expire, task)
-                        )
-                    return task
-                self._changed.notify_all()  # a cancelled task left the queue
-            return None
+            return self._take_locked(ahead)
+
+    def take_some(self, limit: int, ahead: bool = False) -> list[Task]:
+        tasks: list[Task] = []
+        with self._lock:
+            while len(tasks) < limit:
+                task = self._take_locked(ahead or bool(tasks))
+                if task is None:
+                    break
+                tasks.append(task)
+        return tasks
+
+    def _take_locked(self, ahead: bool) -> Task | None:
+        pending = self._pending
+        while pending:
+            if ahead and pending[0].timeout is not None:
+                return None  # its clock starts now: it must go to an idle worker
+            task = pending.popleft()
+            if self._max_pending is not None:
+                self._room.notify()
+            if task.handle._start():
+                self._running[task.id] = task
+                if task.timeout is not None:
+                    task.deadline_entry = self._timer.call_at(
+                        time.monotonic() + task.timeout, functools.partial(self._expire, task)
+                    )
+                return task
+            self._changed.notify_all()  # a cancelled task left the queue
+        return None
 
     def has_pending(self) -> bool:
         return bool(self._pending)

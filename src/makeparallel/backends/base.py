@@ -26,6 +26,10 @@ class Sink(Protocol):
         take it only if it has no timeout (a timeout's clock starts here).
         """
 
+    def take_some(self, limit: int, ahead: bool = False) -> list[Task]:
+        """Up to ``limit`` tasks for one worker, in queue order; all but the
+        first wait behind another one (``ahead`` as for ``take``)."""
+
     def has_pending(self) -> bool: ...
 
     def pending_count(self) -> int: ...

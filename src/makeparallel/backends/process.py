@@ -300,25 +300,29 @@ class ProcessBackend(Backend):
         return best
 
     def _take_for(self, worker: _Worker, idle: bool) -> list[Task]:
-        """Tasks for one write to ``worker``: its share of the queue, as far as it has room."""
-        first = self._next_task(ahead=not idle)
-        if first is None:
-            return []
-        tasks = [first]
+        """Tasks for one write to ``worker``: its share of the queue, as far as it has room.
+
+        Tasks handed back by a dead worker go first, then the pool's queue. A
+        busy worker only gets tasks without a timeout (``ahead``).
+        """
         with self._lock:
-            room = min(self._ahead - len(worker.inflight), self._allowance(worker)) - 1
-            if room > 0 and self.setup.memory_limit is None:
+            room = min(self._ahead - len(worker.inflight), self._allowance(worker))
+            if self.setup.memory_limit is not None:
+                room = 1  # memory is checked between one task and the next
+            elif room > 1:
                 # leave the other workers their part of what waits
                 ready = sum(1 for w in self._workers if w.ready and not w.dead) or 1
-                room = min(room, -(-self._sink.pending_count() // ready))
-            else:
-                room = 0
-        while room > 0:
-            task = self._next_task(ahead=True)
-            if task is None:
-                break
-            tasks.append(task)
-            room -= 1
+                waiting = self._sink.pending_count() + len(self._backlog)
+                room = min(room, 1 + -(-(waiting - 1) // ready))
+            room = max(room, 1)
+            tasks: list[Task] = []
+            backlog = self._backlog
+            while backlog and len(tasks) < room:
+                if (tasks or not idle) and backlog[0].timeout is not None:
+                    return tasks
+                tasks.append(backlog.popleft())
+        if len(tasks) < room:
+            tasks += self._sink.take_some(room - len(tasks), ahead=bool(tasks) or not idle)
         return tasks
 
     def _may_send(self, worker: _Worker) -> bool:
@@ -328,15 +332,6 @@ class ProcessBackend(Backend):
         """How many more tasks ``worker`` may be sent before it is recycled (max_tasks)."""
         limit = self.setup.max_tasks
         return _MAX_AHEAD if limit is None else limit - worker.sent
-
-    def _next_task(self, ahead: bool) -> Task | None:
-        """Tasks handed back by a dead worker first, then the pool's queue."""
-        with self._lock:
-            if self._backlog:
-                if ahead and self._backlog[0].timeout is not None:
-                    return None
-                return self._backlog.popleft()
-        return self._sink.take(ahead)
 
     def stop_task(self, task: Task, error: BaseException) -> bool:
         with self._lock:
