@@ -201,6 +201,7 @@ class ProcessBackend(Backend):
         self._mean_task: float | None = None  # seconds between a worker's answers
         self._ahead = 1  # tasks per worker at once; more than 1 once tasks prove short
         self._hand_out_later = False  # I/O thread: a hand-out waits for the end of a batch
+        self._answered: deque[tuple[Task, bool, Any]] = deque()  # I/O thread: to report
         self._thread = threading.Thread(target=self._loop, name=f"{self.pool_name}-io", daemon=True)
         self._thread.start()
         self._call(self._spawn_all)
@@ -499,6 +500,7 @@ class ProcessBackend(Backend):
         self._io_ident = threading.get_ident()
         try:
             while not (self._closing and not self._workers):
+                self._report_answers()
                 for key, mask in self._selector.select(self._select_timeout()):
                     what, worker = key.data
                     if what == "wake":
@@ -718,10 +720,20 @@ class ProcessBackend(Backend):
         ok, value = self._outcome(task, worker, kind, body)
         self._worker_free(worker, hand_out)  # hand out the next task before running callbacks
         if task.stop_error is None:
-            self._sink.finished(task, ok, value)
+            self._answered.append((task, ok, value))
         else:
             # Asked to stop, but it finished first: report the stop as asked.
-            self._sink.finished(task, False, task.stop_error)
+            self._answered.append((task, False, task.stop_error))
+
+    def _report_answers(self) -> None:
+        """Settle the tasks answered since the last call, in the order they were answered.
+
+        The I/O thread does this last before it waits again: a caller woken by
+        its result then finds the GIL free instead of waiting for this thread.
+        """
+        answered = self._answered
+        while answered:
+            self._sink.finished(*answered.popleft())
 
     def _outcome(self, task: Task, worker: _Worker, kind: int, body: bytearray) -> tuple[bool, Any]:
         if kind == _wire.ERROR:
@@ -803,6 +815,7 @@ class ProcessBackend(Backend):
             worker.dead = True  # from here on it gets no new task
         # Whatever the worker wrote before it died is still in the socket: read it first.
         self._read_remaining(worker)
+        self._report_answers()
         with self._lock:
             task = worker.task
             # Tasks queued behind the one that ran never started: they go first in line.
@@ -922,6 +935,7 @@ class ProcessBackend(Backend):
     def _teardown(self) -> None:
         # After a normal close no worker is left; after a failure of this thread,
         # the tasks still on workers must end too, or their callers would wait forever.
+        self._report_answers()
         with self._lock:
             workers = list(self._workers)
             self._workers.clear()
