@@ -152,26 +152,23 @@ class FrameReader:
         self._big_head: tuple[int, int] = (0, 0)
 
     def read(
-        self, sock: socket, wait: bool = False, drain: bool = False
+        self, sock: socket, drain: bool = False
     ) -> tuple[list[tuple[int, int, bytearray]], bool]:
-        """Read what is available. Returns the complete frames and whether the stream ended.
+        """Read what is available now. Returns the complete frames and whether the stream ended.
 
-        ``wait``: block (on a blocking socket) until some bytes arrive. Without
-        ``drain`` a read that did not fill its buffer is the last one: the
-        caller's poll says when more arrives, and every system call here also
-        gives other threads a turn at the GIL. With ``drain``, read until the
-        socket is empty.
+        Without ``drain`` a read that did not fill its buffer is the last one:
+        the caller's poll says when more arrives, and every system call here
+        also gives other threads a turn at the GIL. With ``drain``, read until
+        the socket is empty.
         """
         frames: list[tuple[int, int, bytearray]] = []
-        flags = 0 if wait else MSG_DONTWAIT
         while True:
             if self._big is not None:
                 wanted = len(self._big) - self._big_got
                 try:
-                    n = sock.recv_into(memoryview(self._big)[self._big_got :], 0, flags)
+                    n = sock.recv_into(memoryview(self._big)[self._big_got :], 0, MSG_DONTWAIT)
                 except (BlockingIOError, InterruptedError):
                     return frames, False
-                flags = MSG_DONTWAIT
                 if n == 0:
                     return frames, True
                 self._big_got += n
@@ -183,12 +180,11 @@ class FrameReader:
                     return frames, False
                 continue
             try:
-                n = sock.recv_into(self._scratch, 0, flags)
+                n = sock.recv_into(self._scratch, 0, MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 return frames, False
             except ConnectionResetError:
                 return frames, True
-            flags = MSG_DONTWAIT
             if not n:
                 return frames, True
             self._buf += self._scratch[:n]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import _socket
 import _thread
 import os
+import select
 import sys
 from collections import deque
 
@@ -132,6 +133,11 @@ class _Inbox:
     def __init__(self, channel: _Channel) -> None:
         self.channel = channel
         self.reader = _wire.FrameReader()
+        # Wait in poll(), never in a blocking recv(): a thread asleep in recv() is woken
+        # each time the parent reads an answer (the kernel's "room to write" wake-up),
+        # a wasted wake-up on another CPU per task; poll() asks for readable only.
+        self.poller = select.poll()
+        self.poller.register(channel.sock.fileno(), select.POLLIN)
         self.queue: deque[tuple[int, int, bytearray]] = deque()
         self.ended = False
 
@@ -146,7 +152,9 @@ class _Inbox:
         return self.queue.popleft()
 
     def _pull(self, wait: bool) -> None:
-        frames, ended = self.reader.read(self.channel.sock, wait)
+        if wait:
+            self.poller.poll()
+        frames, ended = self.reader.read(self.channel.sock)
         self.ended = self.ended or ended
         for message in frames:
             if message[0] == _wire.CANCEL:
