@@ -259,7 +259,7 @@ class ProcessBackend(Backend):
                 with self._lock:
                     self._grow_if_needed()
             return
-        while True:
+        while self._backlog or self._sink.has_pending():
             with self._lock:
                 worker = self._worker_with_room()
                 if worker is None:
@@ -312,9 +312,12 @@ class ProcessBackend(Backend):
                 room = 1  # memory is checked between one task and the next
             elif room > 1:
                 # leave the other workers their part of what waits
-                ready = sum(1 for w in self._workers if w.ready and not w.dead) or 1
                 waiting = self._sink.pending_count() + len(self._backlog)
-                room = min(room, 1 + -(-(waiting - 1) // ready))
+                if waiting > 1:
+                    ready = sum(1 for w in self._workers if w.ready and not w.dead) or 1
+                    room = min(room, 1 + -(-(waiting - 1) // ready))
+                else:
+                    room = 1
             room = max(room, 1)
             tasks: list[Task] = []
             backlog = self._backlog
@@ -791,7 +794,8 @@ class ProcessBackend(Backend):
             self._spawn()  # the new worker takes its place once it is ready
             return
         with self._lock:
-            shrinking = len(self._live()) > self._max  # the pool was resized down
+            # the pool was resized down (the first test is the cheap one)
+            shrinking = len(self._workers) > self._max and len(self._live()) > self._max
             if shrinking:
                 worker.retiring = True
         if shrinking:
