@@ -218,6 +218,18 @@ def test_handle_is_a_future_and_pool_is_an_executor(thread_pool: mp.Pool) -> Non
     assert sorted(h.result() for h in completed) == [0, 1, 4, 9, 16]
 
 
+def test_a_handle_sets_up_every_attribute_a_future_does() -> None:
+    # Handle.__init__ sets the Future's attributes itself (with a lighter condition):
+    # a Python release that adds one must fail here, not in a user's wait().
+    from makeparallel.handle import Handle
+
+    plain = concurrent.futures.Future[int]()
+    handle = Handle[int](1, "task")
+    assert set(vars(plain)) <= set(vars(handle))
+    for name, value in vars(plain).items():
+        assert type(getattr(handle, name)) is type(value), name
+
+
 def test_handle_can_be_awaited_and_wrapped_for_asyncio(thread_pool: mp.Pool) -> None:
     async def main() -> tuple[int, int]:
         awaited = await thread_pool.submit(square, 6)

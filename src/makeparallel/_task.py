@@ -59,7 +59,7 @@ class Task:
     attempt: int = 1
     # filled by the process engine
     fn_data: bytes | None = None
-    args_data: list[bytes | bytearray | memoryview] | None = None  # a wire blob
+    args_data: tuple[bytes | bytearray | memoryview, ...] | None = None  # a wire blob
     ctx_data: bytes | None = None
     worker: str | None = None
     # set when the task was stopped on purpose (timeout, cancel, shutdown):

@@ -43,13 +43,13 @@ BLOB_HEAD = struct.Struct("!IQ")
 BLOB_LENGTH = struct.Struct("!Q")
 
 
-def blob(data: bytes, buffers: Sequence[PickleBuffer]) -> list[Buffer]:
+def blob(data: bytes, buffers: Sequence[PickleBuffer]) -> tuple[Buffer, ...]:
     """The parts of a pickle and its buffers, the buffers never copied."""
     if not buffers:
-        return [BLOB_HEAD.pack(0, len(data)), data]
+        return (BLOB_HEAD.pack(0, len(data)), data)
     raws = [b.raw() for b in buffers]
     head = BLOB_HEAD.pack(len(raws), len(data)) + b"".join(BLOB_LENGTH.pack(r.nbytes) for r in raws)
-    return [head, data, *raws]
+    return (head, data, *raws)
 
 
 def unblob(view: memoryview) -> tuple[memoryview, list[memoryview]]:

@@ -56,6 +56,8 @@ _ALLOWED: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
+_FUTURE_PENDING = concurrent.futures._base.PENDING
+_NOWHERE: frozenset[TaskState] = frozenset()  # no move leaves a terminal state
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -78,7 +80,17 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         metadata: Mapping[str, Any] | None = None,
         canceller: Callable[[Handle[Any]], bool] | None = None,
     ) -> None:
-        super().__init__()
+        # What Future.__init__ sets (the same six attributes in Python 3.11 to 3.14),
+        # except that the condition uses a plain lock: a Condition over an RLock is
+        # eight objects for the garbage collector to track, and a pool keeps one per
+        # waiting task. Nothing takes a future's condition twice in one thread.
+        # (tests/test_api.py checks them against a fresh Future.)
+        self._condition = threading.Condition(threading.Lock())
+        self._state = _FUTURE_PENDING
+        self._result: R | None = None
+        self._exception: BaseException | None = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Callable[[concurrent.futures.Future[R]], object]] = []
         self._task_id = task_id
         self._name = name
         self._metadata: Mapping[str, Any] = (
@@ -93,7 +105,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         self._worker: str | None = None
         self._progress: float | None = None
         self._progress_message: str | None = None
-        self._progress_callbacks: list[Callable[[float], object]] = []
+        self._progress_callbacks: list[Callable[[float], object]] | None = None  # on first use
 
     # -- what a user reads -------------------------------------------------
 
@@ -229,6 +241,8 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         if not callable(callback):
             raise TypeError(f"on_progress needs a callable, got {type(callback).__name__}")
         with self._state_lock:
+            if self._progress_callbacks is None:
+                self._progress_callbacks = []
             self._progress_callbacks.append(callback)
             latest = self._progress
         if latest is not None:
@@ -241,7 +255,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
                 return  # a late update from a stopped attempt
             self._progress = value
             self._progress_message = message
-            callbacks = list(self._progress_callbacks)
+            callbacks = list(self._progress_callbacks or ())
         for callback in callbacks:
             self._run_callback(callback, value)
 
@@ -280,7 +294,9 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
 
     def _move(self, new: TaskState) -> None:
         """Called with the state lock held."""
-        self._check(self._task_state, new)
+        current = self._task_state
+        if new not in _ALLOWED.get(current, _NOWHERE):
+            raise InvalidTransitionError(f"a task cannot move from {current} to {new}")
         self._task_state = new
         now = time.monotonic()
         if new is TaskState.RUNNING:
@@ -288,11 +304,6 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             self._attempts += 1
         elif new in _TERMINAL:
             self._ended_at = now
-
-    @staticmethod
-    def _check(current: TaskState, new: TaskState) -> None:
-        if new not in _ALLOWED.get(current, frozenset()):
-            raise InvalidTransitionError(f"a task cannot move from {current} to {new}")
 
     def _start(self, worker: str | None = None) -> bool:
         """PENDING -> RUNNING; False if the task was cancelled while it waited."""

@@ -152,6 +152,7 @@ class Pool(concurrent.futures.Executor):
         self._min_workers = least  # the fewest it keeps
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._canceller = self._cancel_running  # one bound method for every handle
         self._room = threading.Condition(self._lock)  # max_pending: a queued task left
         self._pending: deque[Task] = deque()
         self._running: dict[int, Task] = {}
@@ -190,7 +191,7 @@ class Pool(concurrent.futures.Executor):
         fn, reference = unwrap_parallel(fn)
         fn_data = fn_data or reference
         handle: Handle[R] = Handle(
-            next_task_id(), name or _short_name(fn), metadata, self._cancel_running
+            next_task_id(), name or _short_name(fn), metadata, self._canceller
         )
         task = Task(
             fn,
@@ -226,9 +227,7 @@ class Pool(concurrent.futures.Executor):
     ) -> Handle[ChunkValue]:
         """One task running ``fn`` on each item; its value is a ``ChunkValue``."""
         self._check_open()
-        handle: Handle[ChunkValue] = Handle(
-            next_task_id(), _short_name(fn), None, self._cancel_running
-        )
+        handle: Handle[ChunkValue] = Handle(next_task_id(), _short_name(fn), None, self._canceller)
         timeout = None if item_timeout is None else item_timeout * len(items)
         task = Task(
             fn,
