@@ -227,7 +227,10 @@ def test_a_handle_sets_up_every_attribute_a_future_does() -> None:
     handle = Handle[int](1, "task")
     assert set(vars(plain)) <= set(vars(handle))
     for name, value in vars(plain).items():
-        assert type(getattr(handle, name)) is type(value), name
+        assert isinstance(getattr(handle, name), type(value)), name
+    # Its lighter condition has every instance attribute a Condition's methods use.
+    condition = threading.Condition(threading.Lock())
+    assert set(vars(condition)) - {"acquire", "release"} <= set(vars(handle._condition))
 
 
 def test_handle_can_be_awaited_and_wrapped_for_asyncio(thread_pool: mp.Pool) -> None:

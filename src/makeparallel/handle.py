@@ -23,6 +23,7 @@ import enum
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -61,6 +62,28 @@ _NOWHERE: frozenset[TaskState] = frozenset()  # no move leaves a terminal state
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
+class _Condition(threading.Condition):
+    """A Condition over a plain lock, two objects lighter than the one a Future makes.
+
+    A pool keeps one per waiting task, and each object is one more for the
+    garbage collector to traverse. threading.Condition stores the lock's bound
+    ``acquire`` and ``release`` on each instance and over an RLock three more
+    of its methods; here ``acquire`` and ``release`` are methods, and the
+    plain lock needs none of the others. A plain lock is enough: nothing takes
+    a future's condition twice in one thread.
+    """
+
+    def __init__(self, lock: threading.Lock) -> None:  # not super().__init__: it adds them
+        self._lock = lock
+        self._waiters: deque[Any] = deque()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
 class InvalidTransitionError(RuntimeError):
     """A task was asked to make a state change its life cycle does not allow."""
 
@@ -80,12 +103,12 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         metadata: Mapping[str, Any] | None = None,
         canceller: Callable[[Handle[Any]], bool] | None = None,
     ) -> None:
-        # What Future.__init__ sets (the same six attributes in Python 3.11 to 3.14),
-        # except that the condition uses a plain lock: a Condition over an RLock is
-        # eight objects for the garbage collector to track, and a pool keeps one per
-        # waiting task. Nothing takes a future's condition twice in one thread.
-        # (tests/test_api.py checks them against a fresh Future.)
-        self._condition = threading.Condition(threading.Lock())
+        # What Future.__init__ sets (the same six attributes in Python 3.11 to 3.14;
+        # tests/test_api.py checks them against a fresh Future), with a lighter
+        # condition: see _Condition. Its lock is also the handle's state lock, so
+        # never call a Future method while holding _state_lock.
+        self._state_lock = threading.Lock()
+        self._condition = _Condition(self._state_lock)
         self._state = _FUTURE_PENDING
         self._result: R | None = None
         self._exception: BaseException | None = None
@@ -98,7 +121,6 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         )
         self._canceller = canceller
         self._task_state = TaskState.PENDING
-        self._state_lock = threading.Lock()
         self._started_at: float | None = None
         self._ended_at: float | None = None
         self._attempts = 0
