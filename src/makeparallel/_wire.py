@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 HEADER = struct.Struct("!QBQ")
 # a task body starts with (function bytes length, context bytes length, attempt)
 TASK_HEAD = struct.Struct("!III")
+# a task frame's header and the start of its body, packed in one go
+TASK_FRAME_HEAD = struct.Struct("!QBQIII")
 
 # parent -> worker
 CONFIG = ord("C")
@@ -72,6 +74,15 @@ def unblob(view: memoryview) -> tuple[memoryview, list[memoryview]]:
 def frame(kind: int, task_id: int, parts: Sequence[Buffer]) -> list[Buffer]:
     """The buffers of one frame, header first."""
     return [HEADER.pack(sum(map(len, parts)), kind, task_id), *parts]
+
+
+def task_frame(
+    kind: int, task_id: int, attempt: int, fn_data: bytes, ctx_data: bytes, args: Sequence[Buffer]
+) -> tuple[Buffer, ...]:
+    """The buffers of one TASK or CHUNK frame."""
+    size = TASK_HEAD.size + len(fn_data) + len(ctx_data) + sum(map(len, args))
+    head = TASK_FRAME_HEAD.pack(size, kind, task_id, len(fn_data), len(ctx_data), attempt)
+    return (head, fn_data, ctx_data, *args)
 
 
 def send_all(sock: socket, buffers: list[Buffer]) -> None:

@@ -58,6 +58,7 @@ _ALLOWED: dict[TaskState, frozenset[TaskState]] = {
 
 
 _FUTURE_PENDING = concurrent.futures._base.PENDING
+_FUTURE_RUNNING = concurrent.futures._base.RUNNING
 _NOWHERE: frozenset[TaskState] = frozenset()  # no move leaves a terminal state
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
@@ -329,11 +330,14 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
 
     def _start(self, worker: str | None = None) -> bool:
         """PENDING -> RUNNING; False if the task was cancelled while it waited."""
-        if not self._try_transition(TaskState.PENDING, TaskState.RUNNING):
-            return False
+        with self._state_lock:
+            if self._task_state is not TaskState.PENDING:
+                return False
+            self._move(TaskState.RUNNING)
+            # What Future.set_running_or_notify_cancel does for a pending future, under
+            # the same lock; a retry finds the Future running already.
+            self._state = _FUTURE_RUNNING
         self._worker = worker
-        if self._attempts == 1:  # a retry finds the Future running already
-            super().set_running_or_notify_cancel()
         return True
 
     def _retry(self) -> None:

@@ -438,9 +438,9 @@ class ProcessBackend(Backend):
             assert task.args_data is not None
             assert task.ctx_data is not None
             kind = _wire.TASK if task.items is None else _wire.CHUNK
-            head = _wire.TASK_HEAD.pack(len(task.fn_data), len(task.ctx_data), task.attempt)
-            parts = (head, task.fn_data, task.ctx_data, *task.args_data)
-            buffers += _wire.frame(kind, task.id, parts)
+            buffers += _wire.task_frame(
+                kind, task.id, task.attempt, task.fn_data, task.ctx_data, task.args_data
+            )
         self._send_frames(worker, tasks, buffers)
 
     def _send_frames(self, worker: _Worker, tasks: list[Task], buffers: list[_wire.Buffer]) -> None:
