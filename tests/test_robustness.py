@@ -343,6 +343,8 @@ def test_a_failing_io_thread_still_ends_every_task(
 
         monkeypatch.setattr(pool._backend, "_on_frame", broken_frame)
         (tmp_path / "go").touch()  # its result arrives, and handling it fails
+        # Waiting with wait(), not result(): a caller in result() reads its answer itself.
+        concurrent.futures.wait([running], timeout=DEADLINE)
         with pytest.raises(mp.TaskError):
             running.result(timeout=DEADLINE)
         for handle in queued:
@@ -351,6 +353,71 @@ def test_a_failing_io_thread_still_ends_every_task(
         assert "I/O thread failed" in caplog.text
     finally:
         pool.shutdown(timeout=5)
+
+
+def test_ctrl_c_while_a_caller_reads_its_answer_loses_no_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A caller in result() reads its task's answer from the worker itself. Interrupted
+    # there (KeyboardInterrupt) with the answer read but not yet reported, the task
+    # must still end: its worker is replaced and the task fails as a crash.
+    with mp.Pool(workers=1, backend="process") as pool:
+        running = pool.submit(block_then_return, str(tmp_path / "go"), 1)
+        wait_until(running.running, what="the task to start")
+        before = worker_pids(pool)
+
+        def interrupted(*args: object) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(pool._backend, "_answer_here", interrupted)
+        opener = open_once_the_caller_reads(pool, tmp_path / "go")
+        with pytest.raises(KeyboardInterrupt):
+            running.result(timeout=DEADLINE)
+        opener.join(DEADLINE)
+        monkeypatch.undo()
+        with pytest.raises(mp.WorkerCrashedError):
+            running.result(timeout=DEADLINE)
+        assert pool.submit(square, 7).result(timeout=DEADLINE) == 49
+        assert worker_pids(pool) != before
+
+
+def test_a_caller_reading_its_answer_sees_a_crash_and_the_pool_goes_on() -> None:
+    with mp.Pool(workers=1, backend="process") as pool:
+        for _ in range(3):
+            with pytest.raises(mp.WorkerCrashedError):
+                pool.submit(die_by_signal, signal.SIGKILL).result(timeout=DEADLINE)
+            assert pool.submit(square, 3).result(timeout=DEADLINE) == 9
+
+
+def test_callbacks_of_a_task_read_by_its_caller_run_in_the_callers_thread(
+    tmp_path: Path,
+) -> None:
+    # What a user can notice of the caller reading its own answer (documented).
+    seen: list[str] = []
+    with mp.Pool(workers=1, backend="process") as pool:
+        handle = pool.submit(block_then_return, str(tmp_path / "go"), 5)
+        handle.on_complete(lambda _: seen.append(threading.current_thread().name))
+        wait_until(handle.running, what="the task to start")
+        opener = open_once_the_caller_reads(pool, tmp_path / "go")
+        assert handle.result(timeout=DEADLINE) == 5
+        opener.join(DEADLINE)
+    assert seen == [threading.current_thread().name]
+
+
+def open_once_the_caller_reads(pool: mp.Pool, gate: Path) -> threading.Thread:
+    """Create ``gate`` as soon as a caller reads a worker's socket itself."""
+    backend = pool._backend
+    assert isinstance(backend, ProcessBackend)
+
+    def open_gate() -> None:
+        wait_until(
+            lambda: any(w.claimed for w in backend._workers), what="a caller reading its answer"
+        )
+        gate.touch()
+
+    opener = threading.Thread(target=open_gate)
+    opener.start()
+    return opener
 
 
 def _open_fds() -> int:

@@ -103,6 +103,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         name: str,
         metadata: Mapping[str, Any] | None = None,
         canceller: Callable[[Handle[Any]], bool] | None = None,
+        reader: Callable[[Handle[Any], float | None], float | None] | None = None,
     ) -> None:
         # What Future.__init__ sets (the same six attributes in Python 3.11 to 3.14;
         # tests/test_api.py checks them against a fresh Future), with a lighter
@@ -121,6 +122,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             MappingProxyType(dict(metadata)) if metadata else _NO_METADATA
         )
         self._canceller = canceller
+        self._reader = reader  # waits for a running task in result(); returns the time left
         self._task_state = TaskState.PENDING
         self._started_at: float | None = None
         self._ended_at: float | None = None
@@ -183,6 +185,8 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         return self.result(timeout)
 
     def result(self, timeout: float | None = None) -> R:
+        if self._reader is not None and self._task_state is TaskState.RUNNING:
+            timeout = self._reader(self, timeout)
         try:
             return super().result(timeout)
         except concurrent.futures.CancelledError as exc:

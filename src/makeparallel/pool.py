@@ -153,6 +153,7 @@ class Pool(concurrent.futures.Executor):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._canceller = self._cancel_running  # one bound method for every handle
+        self._reader = self._read_here
         self._room = threading.Condition(self._lock)  # max_pending: a queued task left
         self._pending: deque[Task] = deque()
         self._running: dict[int, Task] = {}
@@ -191,7 +192,7 @@ class Pool(concurrent.futures.Executor):
         fn, reference = unwrap_parallel(fn)
         fn_data = fn_data or reference
         handle: Handle[R] = Handle(
-            next_task_id(), name or _short_name(fn), metadata, self._canceller
+            next_task_id(), name or _short_name(fn), metadata, self._canceller, self._reader
         )
         task = Task(
             fn,
@@ -490,6 +491,18 @@ class Pool(concurrent.futures.Executor):
         self._backend.stop_task(task, error)
         self._settle(task, False, error)
         self._after_change()
+
+    def _read_here(self, handle: Handle[Any], timeout: float | None) -> float | None:
+        """The handle's reader: let the engine wait for its running task in this thread.
+
+        Returns what is left of ``timeout``.
+        """
+        task = self._running.get(handle.task_id)
+        if task is None:
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._backend.read_here(task, deadline)
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def _cancel_running(self, handle: Handle[Any]) -> bool:
         """The handle's canceller: stop its running attempt, or forget its scheduled retry."""

@@ -96,6 +96,9 @@ class Backend(abc.ABC):
     def poke(self) -> None:
         """Work was queued: pull it if a worker is free."""
 
+    def read_here(self, task: Task, deadline: float | None) -> None:  # noqa: B027
+        """Optionally wait for ``task`` in the calling thread; the caller then waits as usual."""
+
     def stop_task(self, task: Task, error: BaseException) -> bool:
         """Stop a running task, reporting ``error`` for it. False when the engine cannot."""
         return False

@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -85,6 +86,8 @@ _MAX_AHEAD = 64  # tasks on one worker at once, running one included
 _SMOOTHING = 0.2  # weight of the newest sample in the mean time per task
 _OUTLIER = 10.0  # a sample counts as at most this many times the mean
 _CACHE_SIZE = 256  # pickled functions and task contexts kept for reuse
+_ANSWERS = frozenset({_wire.RESULT, _wire.ERROR, _wire.CHUNK_RESULT})
+_READ_HERE_SLICE = 0.05  # seconds: how often a caller reading its own answer looks around
 
 _lifeline_lock = threading.Lock()
 _lifeline: tuple[int, int] | None = None
@@ -116,11 +119,14 @@ os.register_at_fork(after_in_child=_drop_lifeline_in_child)
 class _Worker:
     __slots__ = (
         "boot_error",
+        "claimed",
         "dead",
+        "exit_pending",
         "head_since",
         "idle_since",
         "index",
         "inflight",
+        "io_reading",
         "label",
         "outbox",
         "pidfd",
@@ -150,6 +156,9 @@ class _Worker:
         self.tasks_done = 0
         self.retiring = False  # leaving: recycled, idle too long, or the pool shrank
         self.idle_since = 0.0
+        self.claimed = False  # a caller reads this worker's answer itself (read_here)
+        self.io_reading = False  # the I/O thread is reading (and handling) its frames
+        self.exit_pending = False  # it exited while claimed: the I/O thread handles it after
 
     @property
     def task(self) -> Task | None:
@@ -293,7 +302,7 @@ class ProcessBackend(Backend):
             if (
                 worker.inflight
                 and len(worker.inflight) < self._ahead
-                and not (worker.dead or worker.retiring)
+                and not (worker.dead or worker.retiring or worker.claimed)
                 and self._may_send(worker)
                 and (best is None or len(worker.inflight) < len(best.inflight))
             ):
@@ -356,6 +365,100 @@ class ProcessBackend(Backend):
             # It waits behind the running task: the worker skips it (and says so).
             self._send_frames(worker, [], _wire.frame(_wire.CANCEL, task.id, ()))
         return True
+
+    def read_here(self, task: Task, deadline: float | None) -> None:
+        """Wait for ``task`` by reading its worker's answer in this thread.
+
+        This saves a round trip through the I/O thread: its wake-up, and the
+        hand-over of the result to this thread. Only for a task that is all its
+        worker has (nothing was sent behind it), when no other thread reads
+        that worker; meanwhile the I/O thread leaves its socket alone and no
+        work is sent ahead to it. Returns when the task has ended, at
+        ``deadline``, or when the worker went away (the I/O thread then
+        handles that as always); the caller waits as usual after that.
+        """
+        if threading.get_ident() == self._io_ident:
+            return
+        with self._lock:
+            worker = next((w for w in self._workers if w.inflight and w.inflight[0] is task), None)
+            if (
+                worker is None
+                or len(worker.inflight) != 1
+                or worker.claimed
+                or worker.io_reading
+                or worker.outbox
+                or worker.dead
+                or self._closing
+            ):
+                return
+            worker.claimed = True
+            self._selector.unregister(worker.sock)
+        try:
+            self._read_until_done(worker, task, deadline)
+        finally:
+            with self._lock:
+                worker.claimed = False
+                exited = worker.exit_pending or worker.dead
+                if not exited:
+                    events = selectors.EVENT_READ
+                    if worker.outbox:
+                        events |= selectors.EVENT_WRITE
+                    try:
+                        self._selector.register(worker.sock, events, ("sock", worker))
+                    except (OSError, ValueError):
+                        exited = True  # its socket was closed: the pool stopped its workers
+            if exited:
+                self._call(lambda: self._on_exit(worker))
+
+    def _read_until_done(self, worker: _Worker, task: Task, deadline: float | None) -> None:
+        poller = select.poll()
+        poller.register(worker.sock.fileno(), select.POLLIN)
+        handle = task.handle
+        while not handle.done():
+            # In slices, to notice a pool that stopped its workers while this waits.
+            wait = _READ_HERE_SLICE
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return
+            if self._broken or worker.exit_pending:
+                return
+            if not poller.poll(wait * 1000):
+                continue
+            try:
+                frames, ended = worker.reader.read(worker.sock)
+                for kind, task_id, body in frames:
+                    self._answer_here(worker, kind, task_id, body)
+            except OSError:
+                return  # its socket is gone: the worker is going or gone
+            except BaseException:
+                # Interrupted (Ctrl-C) or failed with an answer read but perhaps not
+                # reported: the worker is replaced, and the I/O thread ends its task
+                # as a crash, unless it was reported already (see _answer_here).
+                _kill(worker)
+                raise
+            if ended:
+                return
+
+    def _answer_here(self, worker: _Worker, kind: int, task_id: int, body: bytearray) -> None:
+        """read_here: act on one frame, in an order that an interruption cannot lose.
+
+        The answer is reported while the task is still the worker's running one,
+        and only then taken off the worker.
+        """
+        if kind == _wire.PROGRESS:
+            self._on_frame(worker, kind, task_id, body)
+            return
+        task = worker.task
+        if kind not in _ANSWERS or task is None or task.id != task_id:
+            logger.error("worker %s sent an unexpected frame %r", worker.label, chr(kind))
+            return
+        ok, value = self._outcome(task, worker, kind, body)
+        if task.stop_error is not None:
+            ok, value = False, task.stop_error  # asked to stop, but it finished first
+        self._sink.finished(task, ok, value)
+        self._take_answered(worker)
+        self._worker_free(worker)
 
     def close(self, deadline: float | None, wait: bool = True) -> None:
         if not self._thread.is_alive():
@@ -473,15 +576,20 @@ class ProcessBackend(Backend):
 
     def _watch_writes(self, worker: _Worker) -> None:
         def register() -> None:
-            if not worker.dead and worker.outbox:
-                self._selector.modify(
-                    worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, ("sock", worker)
-                )
+            with self._lock:  # a claimed socket is registered again, with this, when released
+                if not (worker.dead or worker.claimed) and worker.outbox:
+                    self._selector.modify(
+                        worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, ("sock", worker)
+                    )
 
+        self._on_io_thread(register)
+
+    def _on_io_thread(self, command: Callable[[], None]) -> None:
+        """Run ``command`` now if this is the I/O thread, else have the I/O thread run it."""
         if threading.get_ident() == self._io_ident:
-            register()
+            command()
         else:
-            self._call(register)
+            self._call(command)
 
     def _call(self, command: Callable[[], None]) -> None:
         """Run ``command`` on the I/O thread."""
@@ -671,14 +779,23 @@ class ProcessBackend(Backend):
                 self._selector.modify(worker.sock, selectors.EVENT_READ, ("sock", worker))
 
     def _read(self, worker: _Worker) -> None:
+        with self._lock:
+            if worker.claimed:
+                return  # readable before a caller took the socket over: the caller reads
+            worker.io_reading = True
         try:
-            frames, ended = worker.reader.read(worker.sock)
-        except OSError:
-            frames, ended = [], True
-        last = len(frames) - 1
-        for index, (kind, task_id, body) in enumerate(frames):
-            # One hand-out of new work after the whole batch, not one per answer.
-            self._on_frame(worker, kind, task_id, body, hand_out=index == last)
+            try:
+                frames, ended = worker.reader.read(worker.sock)
+            except OSError:
+                frames, ended = [], True
+            last = len(frames) - 1
+            for index, (kind, task_id, body) in enumerate(frames):
+                # One hand-out of new work after the whole batch, not one per answer.
+                answer = self._on_frame(worker, kind, task_id, body, hand_out=index == last)
+                if answer is not None:
+                    self._answered.append(answer)
+        finally:
+            worker.io_reading = False
         if self._hand_out_later:  # the batch ended with a frame that hands out nothing
             self._hand_out_later = False
             self.poke()
@@ -687,21 +804,22 @@ class ProcessBackend(Backend):
 
     def _on_frame(
         self, worker: _Worker, kind: int, task_id: int, body: bytearray, hand_out: bool = True
-    ) -> None:
+    ) -> tuple[Task, bool, Any] | None:
+        """Act on one frame from ``worker``; returns the task it ends and how, to report."""
         if kind == _wire.READY:
             worker.ready = True
             self._boot_failures = 0
             self._worker_free(worker, hand_out)
-            return
+            return None
         if kind == _wire.BOOT_FAILED:
             worker.boot_error = body.decode(errors="replace")
-            return
+            return None
         if kind == _wire.PROGRESS:
             running = worker.task
             if running is not None and running.id == task_id:
                 value, message = _serialize.loads(body)
                 running.handle._set_progress(value, message)
-            return
+            return None
         if kind == _wire.SKIPPED:
             # A task cancelled while it waited in the worker; the pool has ended it already.
             with self._lock:
@@ -710,23 +828,27 @@ class ProcessBackend(Backend):
                         worker.inflight.remove(waiting)
                         break
             self._worker_free(worker, hand_out)
-            return
+            return None
+        task = self._take_answered(worker)
+        if task is None or task.id != task_id:
+            logger.error("worker %s answered for unknown task %s", worker.label, task_id)
+            return None
+        ok, value = self._outcome(task, worker, kind, body)
+        self._worker_free(worker, hand_out)  # hand out the next task before running callbacks
+        if task.stop_error is None:
+            return task, ok, value
+        # Asked to stop, but it finished first: report the stop as asked.
+        return task, False, task.stop_error
+
+    def _take_answered(self, worker: _Worker) -> Task | None:
+        """Take the task ``worker`` just answered off it, and note how long it took."""
         with self._lock:
             task = worker.inflight.popleft() if worker.inflight else None
             worker.tasks_done += 1
             now = time.monotonic()
             self._note_task_time(now - worker.head_since)
             worker.head_since = now  # the next task in its queue starts now
-        if task is None or task.id != task_id:
-            logger.error("worker %s answered for unknown task %s", worker.label, task_id)
-            return
-        ok, value = self._outcome(task, worker, kind, body)
-        self._worker_free(worker, hand_out)  # hand out the next task before running callbacks
-        if task.stop_error is None:
-            self._answered.append((task, ok, value))
-        else:
-            # Asked to stop, but it finished first: report the stop as asked.
-            self._answered.append((task, False, task.stop_error))
+        return task
 
     def _report_answers(self) -> None:
         """Settle the tasks answered since the last call, in the order they were answered.
@@ -791,7 +913,7 @@ class ProcessBackend(Backend):
         if (limit is not None and worker.tasks_done >= limit) or self._over_memory(worker):
             worker.retiring = True
             self._retire(worker)
-            self._spawn()  # the new worker takes its place once it is ready
+            self._on_io_thread(self._spawn)  # the new worker takes its place once it is ready
             return
         with self._lock:
             # the pool was resized down (the first test is the cheap one)
@@ -808,14 +930,22 @@ class ProcessBackend(Backend):
 
     def _hand_out(self, now: bool) -> None:
         """Send waiting work to workers with room, now or after the batch being read."""
-        self._hand_out_later = not now
         if now:
             self.poke()
+        else:
+            self._hand_out_later = True  # the I/O thread's _read pokes at the end of its batch
 
     def _on_exit(self, worker: _Worker) -> None:
         if worker.dead:
             return
         with self._lock:
+            if worker.claimed:
+                # A caller reads its socket: handled when that caller lets go (and the
+                # pidfd, readable from now on, is not watched until then).
+                if worker.pidfd is not None and not worker.exit_pending:
+                    self._selector.unregister(worker.pidfd)
+                worker.exit_pending = True
+                return
             worker.dead = True  # from here on it gets no new task
         # Whatever the worker wrote before it died is still in the socket: read it first.
         self._read_remaining(worker)
@@ -872,7 +1002,9 @@ class ProcessBackend(Backend):
             except OSError:
                 return
             for kind, task_id, body in frames:
-                self._on_frame(worker, kind, task_id, body)
+                answer = self._on_frame(worker, kind, task_id, body)
+                if answer is not None:
+                    self._answered.append(answer)
             if ended or not frames:
                 return
 
