@@ -161,3 +161,26 @@ def test_long_tasks_stop_being_sent_ahead(pool: mp.Pool) -> None:
     for handle in [pool.submit(busy, 0.02) for _ in range(12)]:
         handle.result(timeout=DEADLINE)
     assert engine(pool)._ahead == 1
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def echo(value: int) -> int:
+    return value
+
+
+def test_a_pool_at_rest_after_quick_round_trips_uses_no_cpu() -> None:
+    # Workers and waiting callers poll for a moment before they sleep while answers
+    # come fast; once nothing comes, nothing may keep polling.
+    with mp.Pool(workers=2, backend="process") as pool:
+        for i in range(300):
+            assert pool.submit(echo, i).result(timeout=DEADLINE) == i
+        pids = [os.getpid(), *engine(pool).worker_pids()]
+        before = [cpu_seconds(pid) for pid in pids]
+        time.sleep(0.5)  # the stretch at rest that is measured
+        used = [cpu_seconds(pid) - start for pid, start in zip(pids, before, strict=True)]
+    assert max(used) < 0.05, f"CPU seconds used at rest (parent, workers): {used}"

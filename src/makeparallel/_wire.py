@@ -38,6 +38,11 @@ CHUNK_RESULT = ord("m")
 PROGRESS = ord("P")
 SKIPPED = ord("S")  # a cancelled task that never started
 
+# How long either end polls for the other's next frame before it sleeps, when
+# frames have been coming that fast: waking a sleeping process or thread costs
+# tens of microseconds, more on a virtual machine.
+SPIN_SECONDS = 0.0002
+
 Buffer = bytes | bytearray | memoryview
 # a pickle with out-of-band buffers: (buffer count, pickle length), then each
 # buffer's length, the pickle, and the buffers themselves

@@ -21,6 +21,7 @@ import os
 import select
 import sys
 from collections import deque
+from time import perf_counter
 
 from . import _serialize, _wire, _worker_state
 from . import task as task_api
@@ -140,6 +141,7 @@ class _Inbox:
         self.poller.register(channel.sock.fileno(), select.POLLIN)
         self.queue: deque[tuple[int, int, bytearray]] = deque()
         self.ended = False
+        self.spin = False  # the last wait was short: poll a while before sleeping
 
     def next(self) -> tuple[int, int, bytearray] | None:
         """The next frame to act on; None once the parent has closed its end."""
@@ -153,7 +155,7 @@ class _Inbox:
 
     def _pull(self, wait: bool) -> None:
         if wait:
-            self.poller.poll()
+            self._wait()
         frames, ended = self.reader.read(self.channel.sock)
         self.ended = self.ended or ended
         for message in frames:
@@ -161,6 +163,23 @@ class _Inbox:
                 self._skip(message[1])
             else:
                 self.queue.append(message)
+
+    def _wait(self) -> None:
+        """Until the parent's next frame is readable.
+
+        Waking a sleeping process costs tens of microseconds (more on a virtual
+        machine), as much as a short task itself. So while tasks follow one
+        another closely, poll for up to SPIN_SECONDS before sleeping; a worker
+        whose tasks come further apart sleeps at once.
+        """
+        if self.spin:
+            end = perf_counter() + _wire.SPIN_SECONDS
+            while perf_counter() < end:
+                if self.poller.poll(0):
+                    return
+        started = perf_counter()
+        self.poller.poll()
+        self.spin = perf_counter() - started < _wire.SPIN_SECONDS
 
     def _skip(self, task_id: int) -> None:
         for message in self.queue:

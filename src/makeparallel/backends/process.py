@@ -414,6 +414,12 @@ class ProcessBackend(Backend):
         poller = select.poll()
         poller.register(worker.sock.fileno(), select.POLLIN)
         handle = task.handle
+        mean = self._mean_task
+        if mean is not None and mean < _wire.SPIN_SECONDS:
+            # Answers come that fast: poll a while before sleeping (see _wire.SPIN_SECONDS).
+            end = time.perf_counter() + _wire.SPIN_SECONDS
+            while time.perf_counter() < end and not poller.poll(0):
+                pass
         while not handle.done():
             # In slices, to notice a pool that stopped its workers while this waits.
             wait = _READ_HERE_SLICE
