@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import contextvars
 import math
-import threading
 import time
 from collections.abc import Callable, Mapping
-from numbers import Real
 from types import MappingProxyType
 
 TYPE_CHECKING = False  # no typing import at run time: workers import this module
 if TYPE_CHECKING:
+    import threading
     from typing import Any
 
 __all__ = ["TaskContext", "current_task", "report_progress"]
@@ -60,6 +59,18 @@ class _ProgressThrottle:
             self._sink(*pending)
 
 
+class _NeverCancelled:
+    """The cancel flag of a task in a worker process: it is stopped by killing the process."""
+
+    __slots__ = ()
+
+    def is_set(self) -> bool:
+        return False
+
+
+_NEVER_CANCELLED = _NeverCancelled()
+
+
 class TaskContext:
     """The running task, as seen from inside it: ``task_id``, ``name``, ``metadata``,
     ``attempt`` (1 for the first try), ``worker`` and ``cancelled()``."""
@@ -73,7 +84,7 @@ class TaskContext:
         metadata: Mapping[str, Any],
         attempt: int,
         worker: str | None,
-        cancel: threading.Event,
+        cancel: threading.Event | _NeverCancelled,
         progress: _ProgressThrottle | None,
     ) -> None:
         self.task_id = task_id
@@ -146,6 +157,8 @@ def report_progress(done: float, total: float | None = None, *, message: str | N
 
 
 def _fraction(done: float, total: float | None) -> float:
+    from numbers import Real  # here, not at the top: worker processes start faster
+
     for label, value in (("done", done), ("total", total)):
         if value is None and label == "total":
             continue
@@ -183,7 +196,7 @@ def enter(
         MappingProxyType(dict(metadata)),
         attempt,
         worker,
-        cancel if cancel is not None else threading.Event(),
+        cancel if cancel is not None else _NEVER_CANCELLED,
         _ProgressThrottle(progress) if progress is not None else None,
     )
     return context, _current.set(context)
