@@ -139,7 +139,7 @@ def test_worker_processes_are_named_after_the_pool() -> None:
     with mp.Pool(workers=2, backend="process", name="etl") as pool:
         pid = pool.submit(pid_and_thread).result(DEADLINE)[0]
         assert _proc_text(pid, "comm").startswith("etl-worker-")
-        # the full name follows the first answer
+        # the full name follows once the worker is idle
         wait_until(
             lambda: "makeparallel: etl-worker-" in _proc_text(pid, "cmdline"),
             what="the worker's full name",

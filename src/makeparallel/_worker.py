@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _functions: dict[bytes, Callable[..., Any]] = {}
+_IDLE_MS = 20  # a worker waiting this long for its next task is idle
 _FUNCTION_CACHE_SIZE = 256
 
 
@@ -84,8 +85,9 @@ def _name_in_comm(name: str) -> None:
 def _name_in_full(name: str) -> None:
     """The whole name as the command line, with setproctitle (the ``names`` extra).
 
-    Done after the first answer, not at start: importing setproctitle takes
-    several milliseconds (it imports logging), which would delay the first result.
+    Done the first time the worker is idle, not at start nor between two tasks:
+    importing setproctitle takes several milliseconds (it imports logging),
+    which would delay the task that waits for it.
     """
     try:
         from setproctitle import setproctitle  # type: ignore[import-not-found, unused-ignore]
@@ -142,6 +144,7 @@ class _Inbox:
         self.queue: deque[tuple[int, int, bytearray]] = deque()
         self.ended = False
         self.spin = False  # the last wait was short: poll a while before sleeping
+        self.when_idle: Callable[[], None] | None = None  # run once, the first time idle
 
     def next(self) -> tuple[int, int, bytearray] | None:
         """The next frame to act on; None once the parent has closed its end."""
@@ -178,6 +181,9 @@ class _Inbox:
                 if self.poller.poll(0):
                     return
         started = perf_counter()
+        if self.when_idle is not None and not self.poller.poll(_IDLE_MS):
+            when_idle, self.when_idle = self.when_idle, None
+            when_idle()
         self.poller.poll()
         self.spin = perf_counter() - started < _wire.SPIN_SECONDS
 
@@ -193,7 +199,7 @@ class _Inbox:
 def _serve(sock: _socket.socket, name: str) -> None:
     channel = _Channel(sock)
     inbox = _Inbox(channel)
-    unnamed = True
+    inbox.when_idle = lambda: _name_in_full(name)
     while True:
         message = inbox.next()
         if message is None:
@@ -206,9 +212,6 @@ def _serve(sock: _socket.socket, name: str) -> None:
         else:
             continue
         channel.send(reply)
-        if unnamed:
-            _name_in_full(name)
-            unnamed = False
 
 
 def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[_wire.Buffer]:
