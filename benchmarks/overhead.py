@@ -5,11 +5,14 @@
 * per-task overhead: 5 000 submits of a no-op, then every result; the wall
   time divided by the number of tasks (warm pools of N = usable CPUs workers);
 * round trip: one tiny task submitted and its result read, one after the
-  other, on a warm pool; each sample is the median of 200 round trips. Two
+  other, on a warm pool; each sample is the median of 200 round trips. Three
   reference rows show the floor of this machine: 40 bytes sent to an echo
-  process over a socket pair and read back, by the sending thread itself,
-  and by a reader thread that hands them over through a condition variable
-  (as a pool's I/O thread does) - no pool, no pickling, no Python function;
+  process over a socket pair and read back by the sending thread itself,
+  both ends sleeping until data arrives; the same with both ends polling for
+  up to 200 µs first (as makeparallel's workers and waiting callers do, see
+  docs/design.md); and with a reader thread that hands the reply over
+  through a condition variable (as a pool's I/O thread does) - no pool, no
+  pickling, no Python function;
 * cold start: from creating a 2-worker pool to its first result (the pool
   is shut down afterwards, untimed).
 """
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import statistics
 import subprocess
@@ -74,20 +78,35 @@ def round_trips(peer: peers.Peer, workers: int, count: int) -> Iterator[Measure]
 
 
 _ECHO = """
-import os, socket, sys
+import select, socket, sys, time
 sock = socket.socket(fileno=int(sys.argv[1]))
-while data := sock.recv(64):
+spin = float(sys.argv[2])
+poller = select.poll()
+poller.register(sock.fileno(), select.POLLIN)
+while True:
+    end = time.perf_counter() + spin
+    while time.perf_counter() < end and not poller.poll(0):
+        pass
+    poller.poll()
+    data = sock.recv(64)
+    if not data:
+        break
     sock.sendall(data)
 """
+POLL_SECONDS = 0.0002  # as makeparallel's SPIN_SECONDS
 
 
 @contextlib.contextmanager
-def ping_pong(count: int, reader_thread: bool) -> Iterator[Measure]:
+def ping_pong(count: int, reader_thread: bool, polling: bool = False) -> Iterator[Measure]:
     """The machine's floor for a round trip between two processes (no pool)."""
     ours, theirs = socket.socketpair()
+    spin = POLL_SECONDS if polling else 0.0
     echo = subprocess.Popen(
-        [sys.executable, "-c", _ECHO, str(theirs.fileno())], pass_fds=[theirs.fileno()]
+        [sys.executable, "-c", _ECHO, str(theirs.fileno()), str(spin)],
+        pass_fds=[theirs.fileno()],
     )
+    poller = select.poll()
+    poller.register(ours.fileno(), select.POLLIN)
     theirs.close()
     arrived = threading.Condition()
     inbox: list[bytes] = []
@@ -100,6 +119,9 @@ def ping_pong(count: int, reader_thread: bool) -> Iterator[Measure]:
 
     def receive() -> bytes:
         if not reader_thread:
+            end = time.perf_counter() + spin
+            while time.perf_counter() < end and not poller.poll(0):
+                pass
             return ours.recv(64)
         with arrived:
             arrived.wait_for(lambda: inbox)
@@ -189,6 +211,12 @@ def run(size: str, repetitions: int) -> Section:
             "floor: socket ping-pong",
             partial(ping_pong, count, False),
             "40 bytes to an echo process and back, no pool",
+        ),
+        Contender(
+            "floor_polling",
+            "floor: socket ping-pong, polling first",
+            partial(ping_pong, count, False, True),
+            "the same, both ends polling up to 200 µs before they sleep",
         ),
         Contender(
             "floor_thread",

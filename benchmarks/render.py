@@ -48,7 +48,7 @@ HEADLINES = (
         "makeparallel",
         "ppe",
         "mp_pool",
-        "floor_thread",
+        "floor_polling",
     ),
     (
         "overhead",

@@ -25,7 +25,7 @@ SUBMITTING = {"ppe", "mp_pool", "pebble", "loky", "makeparallel"}
 EXPECTED_ROWS = {
     "overhead": {
         "per_task": SUBMITTING,
-        "round_trip": SUBMITTING | {"floor_socket", "floor_thread"},
+        "round_trip": SUBMITTING | {"floor_socket", "floor_polling", "floor_thread"},
         "cold_start": {
             "ppe_fork",
             "ppe_forkserver",
