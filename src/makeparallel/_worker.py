@@ -144,6 +144,7 @@ class _Inbox:
         self.queue: deque[tuple[int, int, bytearray]] = deque()
         self.ended = False
         self.spin = False  # the last wait was short: poll a while before sleeping
+        self.one_at_a_time = False  # the last wait ended with one task, not a batch
         self.when_idle: Callable[[], None] | None = None  # run once, the first time idle
 
     def next(self) -> tuple[int, int, bytearray] | None:
@@ -166,26 +167,33 @@ class _Inbox:
                 self._skip(message[1])
             else:
                 self.queue.append(message)
+        if wait:
+            self.one_at_a_time = len(self.queue) <= 1
 
     def _wait(self) -> None:
         """Until the parent's next frame is readable.
 
         Waking a sleeping process costs tens of microseconds (more on a virtual
-        machine), as much as a short task itself. So while tasks follow one
-        another closely, poll for up to SPIN_SECONDS before sleeping; a worker
-        whose tasks come further apart sleeps at once.
+        machine), as much as a short task itself. So while the parent sends one
+        task at a time, each soon after the last answer (a caller waiting for
+        each result in turn), poll for up to SPIN_SECONDS before sleeping. A
+        worker sent batches, or whose tasks come further apart, sleeps at once:
+        its polling would take a CPU from the parent or the other workers.
         """
-        if self.spin:
+        missed = False
+        if self.spin and self.one_at_a_time:
             end = perf_counter() + _wire.SPIN_SECONDS
             while perf_counter() < end:
                 if self.poller.poll(0):
                     return
+                os.sched_yield()  # the parent may be waiting for this CPU
+            missed = True
         started = perf_counter()
         if self.when_idle is not None and not self.poller.poll(_IDLE_MS):
             when_idle, self.when_idle = self.when_idle, None
             when_idle()
         self.poller.poll()
-        self.spin = perf_counter() - started < _wire.SPIN_SECONDS
+        self.spin = not missed and perf_counter() - started < _wire.SPIN_SECONDS
 
     def _skip(self, task_id: int) -> None:
         for message in self.queue:

@@ -419,7 +419,7 @@ class ProcessBackend(Backend):
             # Answers come that fast: poll a while before sleeping (see _wire.SPIN_SECONDS).
             end = time.perf_counter() + _wire.SPIN_SECONDS
             while time.perf_counter() < end and not poller.poll(0):
-                pass
+                os.sched_yield()  # the worker may be waiting for this CPU
         while not handle.done():
             # In slices, to notice a pool that stopped its workers while this waits.
             wait = _READ_HERE_SLICE
