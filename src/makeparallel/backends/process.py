@@ -22,6 +22,10 @@ clock starts when they are handed out); when a worker dies, the tasks queued
 behind its running one go back to the front of the line, and a task
 cancelled while it waits in a worker's socket is skipped by that worker.
 
+A caller blocked in ``result()`` on a task that is all its worker has reads
+that worker's answer itself (``read_here``): the I/O thread leaves the
+socket alone meanwhile, which saves its wake-up and the hand-over.
+
 Why our own loop and not ``ProcessPoolExecutor``: the parent must be able to
 kill and replace *one* worker (timeout, cancel, crash) without breaking the
 pool, and know exactly which task a dead worker was running.
@@ -391,8 +395,11 @@ class ProcessBackend(Backend):
                 or self._closing
             ):
                 return
+            try:
+                self._selector.unregister(worker.sock)
+            except (KeyError, ValueError):
+                return  # its socket is closed or being closed: wait as usual
             worker.claimed = True
-            self._selector.unregister(worker.sock)
         try:
             self._read_until_done(worker, task, deadline)
         finally:
@@ -781,7 +788,7 @@ class ProcessBackend(Backend):
                 worker.outbox = _wire.send_some(worker.sock, worker.outbox)
             except OSError:
                 worker.outbox = []
-            if not worker.outbox and not worker.dead:
+            if not (worker.outbox or worker.dead or worker.claimed):
                 self._selector.modify(worker.sock, selectors.EVENT_READ, ("sock", worker))
 
     def _read(self, worker: _Worker) -> None:
