@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import struct
 from _socket import MSG_DONTWAIT
+from os import sched_yield
+from time import perf_counter
 
 TYPE_CHECKING = False  # workers import this module: no typing at run time
 if TYPE_CHECKING:
     from _socket import socket
     from collections.abc import Sequence
     from pickle import PickleBuffer
+    from select import poll
 
 HEADER = struct.Struct("!QBQ")
 # a task body starts with (function bytes length, context bytes length, attempt)
@@ -41,7 +44,7 @@ SKIPPED = ord("S")  # a cancelled task that never started
 # How long either end polls for the other's next frame before it sleeps, when
 # frames have been coming that fast: waking a sleeping process or thread costs
 # tens of microseconds, more on a virtual machine.
-SPIN_SECONDS = 0.0002
+SPIN_SECONDS = 0.0005
 
 Buffer = bytes | bytearray | memoryview
 # a pickle with out-of-band buffers: (buffer count, pickle length), then each
@@ -79,6 +82,20 @@ def unblob(view: memoryview) -> tuple[memoryview, list[memoryview]]:
 def frame(kind: int, task_id: int, parts: Sequence[Buffer]) -> list[Buffer]:
     """The buffers of one frame, header first."""
     return [HEADER.pack(sum(map(len, parts)), kind, task_id), *parts]
+
+
+def poll_briefly(poller: poll, seconds: float) -> bool:
+    """Poll without sleeping for up to ``seconds``; True once something is readable.
+
+    The CPU is offered to others between polls: the other end may be waiting
+    for this very CPU.
+    """
+    end = perf_counter() + seconds
+    while perf_counter() < end:
+        if poller.poll(0):
+            return True
+        sched_yield()
+    return False
 
 
 def task_frame(

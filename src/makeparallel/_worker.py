@@ -182,11 +182,8 @@ class _Inbox:
         """
         missed = False
         if self.spin and self.one_at_a_time:
-            end = perf_counter() + _wire.SPIN_SECONDS
-            while perf_counter() < end:
-                if self.poller.poll(0):
-                    return
-                os.sched_yield()  # the parent may be waiting for this CPU
+            if _wire.poll_briefly(self.poller, _wire.SPIN_SECONDS):
+                return
             missed = True
         started = perf_counter()
         if self.when_idle is not None and not self.poller.poll(_IDLE_MS):

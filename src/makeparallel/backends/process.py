@@ -424,9 +424,7 @@ class ProcessBackend(Backend):
         mean = self._mean_task
         if mean is not None and mean < _wire.SPIN_SECONDS:
             # Answers come that fast: poll a while before sleeping (see _wire.SPIN_SECONDS).
-            end = time.perf_counter() + _wire.SPIN_SECONDS
-            while time.perf_counter() < end and not poller.poll(0):
-                os.sched_yield()  # the worker may be waiting for this CPU
+            _wire.poll_briefly(poller, _wire.SPIN_SECONDS)
         while not handle.done():
             # In slices, to notice a pool that stopped its workers while this waits.
             wait = _READ_HERE_SLICE
