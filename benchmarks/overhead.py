@@ -9,7 +9,7 @@
   reference rows show the floor of this machine: 40 bytes sent to an echo
   process over a socket pair and read back by the sending thread itself,
   both ends sleeping until data arrives; the same with both ends polling for
-  up to 200 µs first (as makeparallel's workers and waiting callers do, see
+  up to 500 µs first (as makeparallel's workers and waiting callers do, see
   docs/design.md); and with a reader thread that hands the reply over
   through a condition variable (as a pool's I/O thread does) - no pool, no
   pickling, no Python function;
@@ -93,7 +93,7 @@ while True:
         break
     sock.sendall(data)
 """
-POLL_SECONDS = 0.0002  # as makeparallel's SPIN_SECONDS
+POLL_SECONDS = 0.0005  # as makeparallel's SPIN_SECONDS
 
 
 @contextlib.contextmanager
@@ -216,7 +216,7 @@ def run(size: str, repetitions: int) -> Section:
             "floor_polling",
             "floor: socket ping-pong, polling first",
             partial(ping_pong, count, False, True),
-            "the same, both ends polling up to 200 µs before they sleep",
+            "the same, both ends polling up to 500 µs before they sleep",
         ),
         Contender(
             "floor_thread",
