@@ -64,14 +64,14 @@ _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
 class _Condition(threading.Condition):
-    """A Condition over a plain lock, two objects lighter than the one a Future makes.
+    """A Condition over a plain lock: 2 objects where a Future's own makes 8.
 
     A pool keeps one per waiting task, and each object is one more for the
-    garbage collector to traverse. threading.Condition stores the lock's bound
-    ``acquire`` and ``release`` on each instance and over an RLock three more
-    of its methods; here ``acquire`` and ``release`` are methods, and the
-    plain lock needs none of the others. A plain lock is enough: nothing takes
-    a future's condition twice in one thread.
+    garbage collector to traverse. threading.Condition creates an RLock and
+    stores five of the lock's bound methods on each instance; here
+    ``acquire`` and ``release`` are methods, the plain lock needs none of the
+    others, and the lock is the handle's own. A plain lock is enough: nothing
+    takes a future's condition twice in one thread.
     """
 
     def __init__(self, lock: threading.Lock) -> None:  # not super().__init__: it adds them
