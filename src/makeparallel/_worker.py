@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _functions: dict[bytes, Callable[..., Any]] = {}
-_IDLE_MS = 20  # a worker waiting this long for its next task is idle
+_IDLE_MS = 500  # a worker waiting this long for its next task is idle
 _FUNCTION_CACHE_SIZE = 256
 
 
