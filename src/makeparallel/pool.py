@@ -153,7 +153,6 @@ class Pool(concurrent.futures.Executor):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._canceller = self._cancel_running  # one bound method for every handle
-        self._reader = self._read_here
         self._room = threading.Condition(self._lock)  # max_pending: a queued task left
         self._pending: deque[Task] = deque()
         self._running: dict[int, Task] = {}
@@ -163,6 +162,9 @@ class Pool(concurrent.futures.Executor):
         self._broken: BaseException | None = None
         self._engine_closed = False
         self._backend: Backend = create_backend(backend, count, self.name, setup)
+        # Handles ask the engine to wait for them only if it can (the process engine).
+        reads_here = type(self._backend).read_here is not Backend.read_here
+        self._reader = self._read_here if reads_here else None
         self.backend = self._backend.kind if not isinstance(backend, str) else resolve_kind(backend)
         self._backend.start(self)
         _track(self)
