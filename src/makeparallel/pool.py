@@ -332,13 +332,15 @@ class Pool(concurrent.futures.Executor):
             length: int | None = min(len(it) for it in iterables)  # type: ignore[arg-type]
         except TypeError:
             length = None  # a generator among them: chunk sizes adapt as results come
+        # One iterable goes as it is: a list is then sliced, not zipped item by item.
+        single = len(iterables) == 1
         batches = _mapping.imap_batches(
             self,
             fn,
-            zip(*iterables, strict=False),
+            iterables[0] if single else zip(*iterables, strict=False),
             chunksize=chunksize,
             ordered=True,
-            star=True,
+            star=not single,
             deadline=None if timeout is None else time.monotonic() + timeout,
             length=length,
         )
