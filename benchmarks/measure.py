@@ -3,7 +3,11 @@
 A benchmark is a tuple of ``Contender`` values. ``run_rounds`` goes round
 after round; in each round it sets every contender up, takes one sample and
 tears the contender down again, so a slow drift of the machine hits all
-contenders alike and no idle pool lingers while the next one is timed. A
+contenders alike and no idle pool lingers while the next one is timed. The
+first round takes the contenders in their listed order, later rounds in a
+shuffled one (the same shuffles in every run), so no contender always runs
+right after the same peer: whatever one leaves behind (mpire's map of tiny
+items takes about a second) would otherwise always weigh on the same row. A
 row keeps every sample; ``Row.summary`` gives the median, min and max.
 
 A contender whose library is not installed is "skipped"; one whose API
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -114,9 +119,13 @@ def _round(value: float) -> float:
 def run_rounds(contenders: tuple[Contender, ...], repetitions: int, title: str) -> list[Row]:
     """``repetitions`` rounds; each sets up, samples and tears down every contender once."""
     rows = [Row(c.key, c.label, c.note) for c in contenders]
+    pairs = list(zip(contenders, rows, strict=True))
     for number in range(1, repetitions + 1):
         print(f"{title}: round {number}/{repetitions}", file=sys.stderr)
-        for contender, row in zip(contenders, rows, strict=True):
+        order = pairs[:]
+        if number > 1:
+            random.Random(number).shuffle(order)  # the same orders in every run
+        for contender, row in order:
             if row.status == "ok":
                 _sample(contender, row)
     for row in rows:

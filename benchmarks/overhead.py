@@ -231,7 +231,7 @@ def run(size: str, repetitions: int) -> Section:
         "description": (
             f"no-op and echo tasks; warm pools of {workers} workers (one short sleep task per "
             "worker before timing), cold pools of 2; "
-            f"{rounds(repetitions)}, contenders alternating within each round"
+            f"{rounds(repetitions)}"
         ),
         "repetitions": repetitions,
         "tables": [

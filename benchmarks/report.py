@@ -58,7 +58,10 @@ def table(
 
 
 def rounds(repetitions: int) -> str:
-    return f"{repetitions} round" if repetitions == 1 else f"{repetitions} rounds"
+    """How a table's samples were taken, for its description."""
+    if repetitions == 1:
+        return "1 round"
+    return f"{repetitions} rounds, contenders alternating, in a new order each round"
 
 
 def add_ratio(

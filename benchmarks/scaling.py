@@ -102,7 +102,7 @@ def run(size: str, repetitions: int) -> Section:
         "title": "Scaling over worker counts",
         "description": (
             f"{tasks} CPU-bound tasks, pools of {', '.join(map(str, WORKER_COUNTS))} workers on "
-            f"{cores} usable CPUs; {rounds(repetitions)}, contenders alternating within each round"
+            f"{cores} usable CPUs; {rounds(repetitions)}"
         ),
         "repetitions": repetitions,
         "loop_count": loops,

@@ -95,10 +95,7 @@ def run(size: str, repetitions: int) -> Section:
     )
     return {
         "title": "Many tiny items",
-        "description": (
-            f"{len(items):,} items, {workers} workers; {rounds(repetitions)}, contenders "
-            "alternating within each round"
-        ),
+        "description": (f"{len(items):,} items, {workers} workers; {rounds(repetitions)}"),
         "repetitions": repetitions,
         "tables": [add_ratio(out, "x serial time", median_of(out, "serial"), speedup=False)],
     }
