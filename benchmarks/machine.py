@@ -8,6 +8,7 @@ figure taken on a busy machine says so. Paths of this machine never go into
 a result: package paths are recorded relative to the checkout.
 """
 
+import compileall
 import contextlib
 import hashlib
 import importlib.util
@@ -182,6 +183,21 @@ def _relative_to_repo(path: str | None) -> str | None:
         return str(Path(path).resolve().relative_to(root))
     except ValueError:
         return "(installed outside this checkout)"
+
+
+def compile_bytecode() -> bool:
+    """Write current ``.pyc`` files for makeparallel and for these scripts.
+
+    An installed package has them (pip compiles at install time), and so do
+    the peers. An editable install run with ``PYTHONDONTWRITEBYTECODE`` set
+    has none, or stale ones: then every fresh worker would compile the
+    modules it imports, and a cold start would time the compiler.
+    """
+    folders = [HERE]
+    found = _package_dir("makeparallel")
+    if found is not None:
+        folders.append(Path(found))
+    return all(compileall.compile_dir(folder, quiet=1) for folder in folders)
 
 
 def makeparallel_fingerprint() -> str | None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from machine import PEERS, CpuMeter, describe_machine, makeparallel_fingerprint
+from machine import PEERS, CpuMeter, compile_bytecode, describe_machine, makeparallel_fingerprint
 from measure import REPETITIONS, Row
 
 HERE = Path(__file__).resolve().parent
@@ -87,12 +87,15 @@ def median_of(out: dict[str, Any], key: str) -> float | None:
 
 
 def new_report(command: list[str], mode: str) -> dict[str, Any]:
+    """An empty report describing this machine; first brings the ``.pyc`` files up to date."""
+    machine = describe_machine(SUITE_PEERS)
+    machine["bytecode_compiled"] = compile_bytecode()
     return {
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", *command]),
         "mode": mode,
-        "machine": describe_machine(SUITE_PEERS),
+        "machine": machine,
         "benchmarks": {},
     }
 
