@@ -14,7 +14,9 @@
   through a condition variable (as a pool's I/O thread does) - no pool, no
   pickling, no Python function;
 * cold start: from creating a 2-worker pool to its first result (the pool
-  is shut down afterwards, untimed).
+  is shut down afterwards, untimed). A reference row times ``python -c pass``:
+  no pool whose workers are fresh interpreters can start faster than that,
+  while ``fork`` copies a running interpreter and skips it.
 """
 
 from __future__ import annotations
@@ -165,6 +167,18 @@ def cold_start(peer: peers.Peer) -> Iterator[Measure]:
     yield measure
 
 
+@contextlib.contextmanager
+def fresh_interpreter() -> Iterator[Measure]:
+    """The floor of a cold start with fresh interpreters: ``python -c pass``, start to exit."""
+    command = [
+        sys.executable,
+        *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
+        "-c",
+        "pass",
+    ]
+    yield lambda: timed(lambda: subprocess.run(command, check=True))
+
+
 ROUND_TRIP_CALLS = {
     "ppe": "submit(...).result()",
     "mp_pool": "apply(...)",
@@ -225,7 +239,15 @@ def run(size: str, repetitions: int) -> Section:
             "the same, received by a second thread and handed over with a condition",
         ),
     )
-    colds = tuple(Contender(p.key, p.label, partial(cold_start, p), p.note) for p in COLD)
+    colds = (
+        *(Contender(p.key, p.label, partial(cold_start, p), p.note) for p in COLD),
+        Contender(
+            "floor_interpreter",
+            "floor: a fresh interpreter",
+            fresh_interpreter,
+            "python -c pass, from start to exit: no pool, no imports of its own",
+        ),
+    )
     return {
         "title": "Overhead per task, round trip and cold start",
         "description": (

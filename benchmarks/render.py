@@ -57,7 +57,7 @@ HEADLINES = (
         "makeparallel",
         "ppe_fork",
         "mp_pool",
-        "ppe_forkserver",
+        "floor_interpreter",
     ),
     (
         "tiny_items",

@@ -34,6 +34,7 @@ EXPECTED_ROWS = {
             "pebble",
             "loky",
             "makeparallel",
+            "floor_interpreter",
         },
     },
     "tiny_items": {
