@@ -59,6 +59,7 @@ _ALLOWED: dict[TaskState, frozenset[TaskState]] = {
 
 _FUTURE_PENDING = concurrent.futures._base.PENDING
 _FUTURE_RUNNING = concurrent.futures._base.RUNNING
+_FUTURE_FINISHED = concurrent.futures._base.FINISHED
 _NOWHERE: frozenset[TaskState] = frozenset()  # no move leaves a terminal state
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
@@ -185,6 +186,9 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         return self.result(timeout)
 
     def result(self, timeout: float | None = None) -> R:
+        with self._state_lock:
+            if self._state is _FUTURE_FINISHED and self._exception is None:
+                return self._result  # type: ignore[return-value]  # what Future.result does
         if self._reader is not None and self._task_state is TaskState.RUNNING:
             timeout = self._reader(self, timeout)
         try:
@@ -350,8 +354,18 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         self._transition(TaskState.PENDING)
 
     def _succeed(self, value: R) -> None:
-        self._transition(TaskState.SUCCEEDED)
-        super().set_result(value)
+        # What Future.set_result does, under the same single lock as the move (the
+        # move refuses a task that has ended, so the Future cannot have ended either),
+        # and no notify when no thread waits.
+        with self._state_lock:
+            self._move(TaskState.SUCCEEDED)
+            self._result = value
+            self._state = _FUTURE_FINISHED
+            for waiter in self._waiters:
+                waiter.add_result(self)
+            if self._condition._waiters:  # type: ignore[attr-defined]
+                self._condition.notify_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
 
     def _fail(self, exc: BaseException, state: TaskState = TaskState.FAILED) -> None:
         """Finish with ``exc``: FAILED, TIMED_OUT, or CANCELLED for a stopped running task."""
