@@ -212,6 +212,7 @@ class ProcessBackend(Backend):
         self._next_memory_check = 0.0
         self._functions: dict[int, tuple[Callable[..., Any], bytes]] = {}
         self._mean_task: float | None = None  # seconds between a worker's answers
+        self._last_quick = False  # whether the latest of those took under SPIN_SECONDS
         self._ahead = 1  # tasks per worker at once; more than 1 once tasks prove short
         self._hand_out_later = False  # I/O thread: a hand-out waits for the end of a batch
         self._answered: deque[tuple[Task, bool, Any]] = deque()  # I/O thread: to report
@@ -422,8 +423,10 @@ class ProcessBackend(Backend):
         poller.register(worker.sock.fileno(), select.POLLIN)
         handle = task.handle
         mean = self._mean_task
-        if mean is not None and mean < _wire.SPIN_SECONDS:
+        if self._last_quick or (mean is not None and mean < _wire.SPIN_SECONDS):
             # Answers come that fast: poll a while before sleeping (see _wire.SPIN_SECONDS).
+            # The latest answer counts too: the mean takes about 20 answers to come
+            # down after one long task, and each of them would sleep.
             _wire.poll_briefly(poller, _wire.SPIN_SECONDS)
         while not handle.done():
             # In slices, to notice a pool that stopped its workers while this waits.
@@ -903,6 +906,7 @@ class ProcessBackend(Backend):
             # One slow task triples the estimate at most; a run of them soon stops sending ahead.
             mean += _SMOOTHING * (min(seconds, _OUTLIER * mean) - mean)
         self._mean_task = mean
+        self._last_quick = seconds < _wire.SPIN_SECONDS
         self._ahead = max(1, min(_MAX_AHEAD, int(_AHEAD_SECONDS / max(mean, 1e-6))))
 
     def _worker_free(self, worker: _Worker, hand_out: bool = True) -> None:
