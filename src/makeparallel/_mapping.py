@@ -51,6 +51,10 @@ _CHUNKS_PER_WORKER = 4
 # its pickling (see _runs_inline).
 _INLINE_RATIO = 4.0
 _MIN_MEASURED_ITEMS = 64  # fewer items do not measure a per-item cost
+# A busy machine only ever makes a measured chunk look slower: one that says
+# "run here" is believed at once, one that says "ship" is checked on up to
+# this many chunks before the map stops measuring.
+_MEASURED_CHUNKS = 3
 
 
 @dataclass
@@ -208,6 +212,7 @@ def _results(
     # Automatic chunks may end up running here, in the caller's thread (see _runs_inline).
     may_run_here = sizer.automatic and item_timeout is None and pool._may_run_maps_inline()
     decided = not may_run_here
+    measured = 0
     here = False
 
     def submit(first: int, batch: list[Any], single: bool) -> _Chunk:
@@ -294,8 +299,9 @@ def _results(
                     values, errors, seconds = chunk.handle.result()
                     sizer.observe(len(chunk.items), seconds)
                     if not decided and len(chunk.items) >= _MIN_MEASURED_ITEMS:
-                        decided = True
+                        measured += 1
                         here = _runs_inline(chunk, seconds)
+                        decided = here or measured >= _MEASURED_CHUNKS
                         if here:
                             _take_back(in_flight)
                 refill()
