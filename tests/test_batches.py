@@ -272,6 +272,36 @@ def test_pool_imap(pool: mp.Pool) -> None:
     assert sorted(pool.imap(square, range(15), ordered=False)) == [x * x for x in range(15)]
 
 
+def wait_and_count(release: threading.Event, ran: list[bool]) -> bool:
+    ran.append(True)
+    return release.wait(DEADLINE)
+
+
+@pytest.mark.parametrize("stop", ["close", "drop"])
+def test_a_map_stopped_early_cancels_what_is_queued(thread_pool: mp.Pool, stop: str) -> None:
+    done, blocked = threading.Event(), threading.Event()
+    done.set()
+    ran: list[bool] = []
+    items = [(done, ran)] + [(blocked, ran)] * 20
+    try:
+        results = thread_pool.map(wait_and_count, *zip(*items, strict=True), chunksize=1)
+        assert next(results) is True  # the next two items hold both workers, two more wait
+        assert thread_pool.health().queue_depth == 2
+
+        if stop == "close":
+            results.close()  # type: ignore[attr-defined]
+            with pytest.raises(StopIteration):
+                next(results)
+        else:
+            del results
+            gc.collect()
+    finally:
+        blocked.set()
+
+    assert _wait_until(lambda: thread_pool.health().tasks_running == 0, timeout=DEADLINE)
+    assert len(ran) == 3  # the two waiting items never ran
+
+
 # -- gather and as_completed ---------------------------------------------------------------
 
 
