@@ -15,9 +15,9 @@ pickled), its items are retried one by one, so exactly the item at fault
 reports the error and no other item is lost.
 
 Results travel in batches (one list per chunk) as far as the caller:
-``parallel_map`` extends its list a chunk at a time, and only the lazy
-iterators hand out items one by one, so a map of tiny items does not pay
-for several Python generator steps per item.
+``parallel_map`` extends its list a chunk at a time, and the lazy iterators
+step through each list with ``itertools.chain``, so a map of tiny items does
+not pay for Python steps per item.
 """
 
 from __future__ import annotations
