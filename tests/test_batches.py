@@ -285,7 +285,9 @@ def test_a_map_stopped_early_cancels_what_is_queued(thread_pool: mp.Pool, stop: 
     items = [(done, ran)] + [(blocked, ran)] * 20
     try:
         results = thread_pool.map(wait_and_count, *zip(*items, strict=True), chunksize=1)
-        assert next(results) is True  # the next two items hold both workers, two more wait
+        assert next(results) is True
+        # the next two items hold both workers, two more wait
+        assert _wait_until(lambda: thread_pool.health().tasks_running == 2, timeout=DEADLINE)
         assert thread_pool.health().queue_depth == 2
 
         if stop == "close":
