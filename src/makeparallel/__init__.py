@@ -14,7 +14,7 @@ only the small worker loop, starts fast.
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 # typing is not imported at run time: worker processes import this package
 # and should start fast (mypy reads this block as the real imports).
@@ -123,7 +123,11 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'makeparallel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    # __import__, not importlib.import_module: importlib imports warnings, and every
+    # worker process imports this package
+    qualified = f"{__name__}.{module}"
+    __import__(qualified)
+    value = getattr(sys.modules[qualified], name)
     globals()[name] = value
     return value
 
