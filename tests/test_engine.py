@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import py_compile
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import makeparallel as mp
+from makeparallel._doctor import WORKER_MODULES, bytecode_is_current
 from makeparallel._sizing import cgroup_cpu_quota, usable_cpus
 
 DEADLINE = 30.0
@@ -115,7 +117,54 @@ def run_command(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
 def test_doctor_reports_and_passes() -> None:
     result = run_command("doctor")
     assert "usable CPUs" in result.stdout
+    assert "bytecode     " in result.stdout
     assert "smoke test   ok" in result.stdout
+
+
+def test_doctor_checks_the_bytecode_of_every_module_a_worker_imports() -> None:
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, makeparallel._worker; "
+            "print(' '.join(m for m in sys.modules if m.startswith('makeparallel')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+    assert sorted(imported) == sorted(WORKER_MODULES)
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        py_compile.PycInvalidationMode.TIMESTAMP,
+        py_compile.PycInvalidationMode.CHECKED_HASH,
+    ],
+)
+def test_bytecode_goes_out_of_date_with_its_source(
+    tmp_path: Path, mode: py_compile.PycInvalidationMode
+) -> None:
+    source = tmp_path / "module.py"
+    source.write_text("x = 1\n")
+    assert not bytecode_is_current(source)  # none yet
+
+    py_compile.compile(str(source), invalidation_mode=mode, doraise=True)
+    assert bytecode_is_current(source)
+
+    source.write_text("x = 12\n")  # another size, so even the same mtime tells
+    assert not bytecode_is_current(source)
+
+
+def test_unchecked_hash_bytecode_counts_as_current(tmp_path: Path) -> None:
+    source = tmp_path / "module.py"
+    source.write_text("x = 1\n")
+    py_compile.compile(str(source), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    source.write_text("x = 12\n")
+
+    assert bytecode_is_current(source)  # the interpreter loads it without looking
 
 
 def test_bench_command_runs() -> None:
