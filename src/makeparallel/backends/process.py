@@ -467,10 +467,7 @@ class ProcessBackend(Backend):
         if kind not in _ANSWERS or task is None or task.id != task_id:
             logger.error("worker %s sent an unexpected frame %r", worker.label, chr(kind))
             return
-        ok, value = self._outcome(task, worker, kind, body)
-        if task.stop_error is not None:
-            ok, value = False, task.stop_error  # asked to stop, but it finished first
-        self._sink.finished(task, ok, value)
+        self._sink.finished(task, *self._outcome(task, worker, kind, body))
         self._take_answered(worker)
         self._worker_free(worker)
 
@@ -805,9 +802,7 @@ class ProcessBackend(Backend):
             last = len(frames) - 1
             for index, (kind, task_id, body) in enumerate(frames):
                 # One hand-out of new work after the whole batch, not one per answer.
-                answer = self._on_frame(worker, kind, task_id, body, hand_out=index == last)
-                if answer is not None:
-                    self._answered.append(answer)
+                self._on_frame(worker, kind, task_id, body, hand_out=index == last)
         finally:
             worker.io_reading = False
         if self._hand_out_later:  # the batch ended with a frame that hands out nothing
@@ -818,22 +813,22 @@ class ProcessBackend(Backend):
 
     def _on_frame(
         self, worker: _Worker, kind: int, task_id: int, body: bytearray, hand_out: bool = True
-    ) -> tuple[Task, bool, Any] | None:
-        """Act on one frame from ``worker``; returns the task it ends and how, to report."""
+    ) -> None:
+        """Act on one frame from ``worker``; an answer is queued for ``_report_answers``."""
         if kind == _wire.READY:
             worker.ready = True
             self._boot_failures = 0
             self._worker_free(worker, hand_out)
-            return None
+            return
         if kind == _wire.BOOT_FAILED:
             worker.boot_error = body.decode(errors="replace")
-            return None
+            return
         if kind == _wire.PROGRESS:
             running = worker.task
             if running is not None and running.id == task_id:
                 value, message = _serialize.loads(body)
                 running.handle._set_progress(value, message)
-            return None
+            return
         if kind == _wire.SKIPPED:
             # A task cancelled while it waited in the worker; the pool has ended it already.
             with self._lock:
@@ -842,17 +837,14 @@ class ProcessBackend(Backend):
                         worker.inflight.remove(waiting)
                         break
             self._worker_free(worker, hand_out)
-            return None
+            return
         task = self._take_answered(worker)
         if task is None or task.id != task_id:
             logger.error("worker %s answered for unknown task %s", worker.label, task_id)
-            return None
+            return
         ok, value = self._outcome(task, worker, kind, body)
         self._worker_free(worker, hand_out)  # hand out the next task before running callbacks
-        if task.stop_error is None:
-            return task, ok, value
-        # Asked to stop, but it finished first: report the stop as asked.
-        return task, False, task.stop_error
+        self._answered.append((task, ok, value))
 
     def _take_answered(self, worker: _Worker) -> Task | None:
         """Take the task ``worker`` just answered off it, and note how long it took."""
@@ -875,6 +867,9 @@ class ProcessBackend(Backend):
             self._sink.finished(*answered.popleft())
 
     def _outcome(self, task: Task, worker: _Worker, kind: int, body: bytearray) -> tuple[bool, Any]:
+        """How ``task`` ended, from its answer: ``(True, value)`` or ``(False, exception)``."""
+        if task.stop_error is not None:
+            return False, task.stop_error  # asked to stop, but it finished first: as asked
         if kind == _wire.ERROR:
             return False, from_remote(task, bytes(body), worker.label)
         try:
@@ -1017,9 +1012,7 @@ class ProcessBackend(Backend):
             except OSError:
                 return
             for kind, task_id, body in frames:
-                answer = self._on_frame(worker, kind, task_id, body)
-                if answer is not None:
-                    self._answered.append(answer)
+                self._on_frame(worker, kind, task_id, body)
             if ended or not frames:
                 return
 
