@@ -72,7 +72,7 @@ def run(size: str, repetitions: int) -> Section:
     )
     return {
         "title": "I/O-bound tasks on threads",
-        "description": (f"{THREADS} threads, warm; {rounds(repetitions)}"),
+        "description": f"{THREADS} threads, warm; {rounds(repetitions)}",
         "repetitions": repetitions,
         "ideal_ms": round(ideal * 1000, 3),
         "tables": [add_ratio(out, "x ideal time", ideal * 1000, speedup=False)],

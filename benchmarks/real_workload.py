@@ -96,7 +96,7 @@ def run(size: str, repetitions: int) -> Section:
     )
     return {
         "title": "A real workload: compiling the standard library",
-        "description": (f"{corpus}; {workers} workers; {rounds(repetitions)}"),
+        "description": f"{corpus}; {workers} workers; {rounds(repetitions)}",
         "repetitions": repetitions,
         "files": len(files),
         "megabytes": round(megabytes, 1),

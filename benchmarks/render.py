@@ -202,14 +202,10 @@ def _machine_line(report: dict[str, Any]) -> str:
     busy = m.get("foreign_cpu_share_during_run")
     busy_text = "" if busy is None else f"; other processes used {busy:.0%} of the CPU time"
     changed = " with local changes to src/" if m.get("src_modified") else ""
-    compiled = m.get("bytecode_compiled")
-    bytecode = (
-        ""
-        if compiled is None
-        else (
-            ", its bytecode compiled before the run" if compiled else ", its bytecode not compiled"
-        )
-    )
+    bytecode = {
+        True: ", its bytecode compiled before the run",
+        False: ", its bytecode not compiled",
+    }.get(m.get("bytecode_compiled"), "")
     return (
         f"{m.get('cpu_model')}, {m.get('physical_cores')} cores, {m.get('usable_cpus')} usable "
         f"CPUs, {m.get('memory_gib')} GiB RAM, {m.get('os')}, {m.get('python')}, default start "

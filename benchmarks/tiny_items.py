@@ -95,7 +95,7 @@ def run(size: str, repetitions: int) -> Section:
     )
     return {
         "title": "Many tiny items",
-        "description": (f"{len(items):,} items, {workers} workers; {rounds(repetitions)}"),
+        "description": f"{len(items):,} items, {workers} workers; {rounds(repetitions)}",
         "repetitions": repetitions,
         "tables": [add_ratio(out, "x serial time", median_of(out, "serial"), speedup=False)],
     }

@@ -23,14 +23,13 @@ not pay for Python steps per item.
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 import math
 import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from . import _serialize
@@ -109,7 +108,7 @@ class _ChunkSizer:
         self.size = max(1, min(_MAX_CHUNK, wanted, self.size * 4))
 
 
-class _Items(itertools.chain[Any]):
+class _Items(chain[Any]):
     """The items of a map's batches, one after the other.
 
     ``itertools.chain`` steps through a batch at C speed, where a generator
