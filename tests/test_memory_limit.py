@@ -49,6 +49,19 @@ def test_kill_stops_the_task_at_once(tmp_path: Path) -> None:
         assert pool.submit(grow_and_return, 1).result(DEADLINE)  # a new worker serves
 
 
+def test_kill_stops_a_task_sent_after_quick_ones(tmp_path: Path) -> None:
+    # Quick tasks make the pool send the next one from the caller's thread, while the
+    # I/O thread, which checks memory, sleeps with nothing to time.
+    with mp.Pool(
+        workers=1, backend="process", memory_limit="150MB", memory_limit_action="kill"
+    ) as pool:
+        for _ in range(20):
+            pool.submit(grow_and_return, 0).result(DEADLINE)
+        handle = pool.submit(grow_and_wait, 300, str(tmp_path / "never"))
+        with pytest.raises(mp.MemoryLimitError, match="memory limit"):
+            handle.result(timeout=DEADLINE)
+
+
 @pytest.mark.parametrize(
     ("text", "size"),
     [("512MB", 512 * 10**6), ("2GiB", 2 * 1024**3), ("1.5 GB", 1_500_000_000), (4096, 4096)],

@@ -584,6 +584,8 @@ class ProcessBackend(Backend):
                 worker.outbox = rest
         if rest:
             self._watch_writes(worker)  # outside the lock: it may queue an I/O-thread command
+        elif self.setup.memory_kill and threading.get_ident() != self._io_ident:
+            self._call(_nothing)  # its select may wait without a timeout: memory is checked there
 
     def _watch_writes(self, worker: _Worker) -> None:
         def register() -> None:
