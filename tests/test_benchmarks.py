@@ -34,6 +34,7 @@ EXPECTED_ROWS = {
             "pebble",
             "loky",
             "makeparallel",
+            "makeparallel_fork",
             "floor_interpreter",
         },
     },

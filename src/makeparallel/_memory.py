@@ -67,6 +67,31 @@ def resident_bytes(pid: int) -> int | None:
     return rss
 
 
+def private_bytes(pid: int) -> int | None:
+    """The memory process ``pid`` has to itself (USS), or None if it cannot be read.
+
+    A forked process shares its parent's pages until it writes to them; its
+    RSS counts them all, its private memory only what it added or changed.
+    """
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            lines = rollup.read().splitlines()
+    except OSError:
+        lines = []
+    if lines:
+        private = (b"Private_Clean:", b"Private_Dirty:")
+        return sum(int(line.split()[1]) for line in lines if line.startswith(private)) * 1024
+    try:
+        import psutil  # type: ignore[import-untyped, unused-ignore]
+    except ImportError:
+        return None
+    try:
+        uss: int = psutil.Process(pid).memory_full_info().uss
+    except Exception:
+        return None
+    return uss
+
+
 def describe(size: int) -> str:
     for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if size >= factor:

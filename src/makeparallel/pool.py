@@ -21,6 +21,7 @@ import concurrent.futures
 import functools
 import itertools
 import logging
+import os
 import sys
 import threading
 import time
@@ -102,6 +103,11 @@ class Pool(concurrent.futures.Executor):
     ``max_pending`` bounds the tasks waiting for a worker: a ``submit`` that
     finds the queue full waits for room, at most ``pending_timeout`` seconds
     (None: as long as it takes, 0: not at all), then raises ``PoolFullError``.
+
+    ``start`` is how worker processes begin: ``"spawn"`` (the default) starts
+    each as a fresh interpreter; ``"fork"`` forks them, faster, from a copy of
+    this process taken when the pool is created, so they see its modules and
+    globals as they were then (POSIX only; see docs/api.md before choosing it).
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class Pool(concurrent.futures.Executor):
         memory_limit_action: str = "recycle",
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
+        start: str = "spawn",
     ) -> None:
         count, least = _sizes(workers, min_workers, max_workers)
         idle_timeout = check_timeout(idle_timeout, "idle_timeout")
@@ -146,6 +153,7 @@ class Pool(concurrent.futures.Executor):
             idle_timeout=idle_timeout,
             memory_limit=None if memory_limit is None else parse_size(memory_limit),
             memory_kill=_memory_action(memory_limit_action) == "kill",
+            start=_start_method(start),
         )
         self.name = name or f"makeparallel-{next(_pool_numbers)}"
         self.workers = count  # the most workers this pool runs at once
@@ -693,6 +701,17 @@ class Pool(concurrent.futures.Executor):
             f"<Pool name={self.name!r} backend={self.backend!r} workers={self.workers} "
             f"state={self._state}>"
         )
+
+
+def _start_method(start: object) -> str:
+    if start not in ("spawn", "fork"):
+        raise ValueError(
+            f"start must be 'spawn' (fresh interpreters) or 'fork' (copies of this process), "
+            f"got {start!r}"
+        )
+    if start == "fork" and not hasattr(os, "fork"):
+        raise ValueError(f"start='fork' needs os.fork, which {sys.platform} does not have")
+    return str(start)
 
 
 def _memory_action(action: object) -> str:

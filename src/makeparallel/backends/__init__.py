@@ -32,6 +32,13 @@ def create_backend(
     pool_name: str,
     setup: WorkerSetup = NO_SETUP,
 ) -> Backend:
+    if setup.start != "spawn" and (
+        isinstance(spec, concurrent.futures.Executor) or resolve_kind(spec) != "process"
+    ):
+        raise ValueError(
+            f"start={setup.start!r} says how worker processes begin, so it needs "
+            "backend='process' (or 'auto' on a GIL build of CPython)"
+        )
     if (isinstance(spec, concurrent.futures.Executor) or spec == "interpreter") and (
         setup != NO_SETUP
     ):

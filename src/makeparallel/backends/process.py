@@ -31,10 +31,11 @@ kill and replace *one* worker (timeout, cancel, crash) without breaking the
 pool, and know exactly which task a dead worker was running.
 
 Workers are started with ``subprocess`` (fork + exec of a fresh interpreter),
-never with a bare ``fork()`` of this process: the pool has an I/O thread, and
+never with a bare ``fork()`` of this process once the pool has its I/O thread:
 forking a multi-threaded process can deadlock the child (Python 3.12+ warns
 about it). A fresh interpreter also never re-imports the user's ``__main__``;
-what is defined there travels by value (cloudpickle).
+what is defined there travels by value (cloudpickle). With ``start="fork"``
+the pool forks before it starts that thread (``_forkserver``).
 
 Every worker holds the read end of one "lifeline" pipe whose write end only
 this process has. When this process dies - even by SIGKILL - the kernel
@@ -62,7 +63,7 @@ from typing import Any
 from .. import _serialize, _wire
 from .. import pool as _pool_settings
 from .._memory import describe as describe_size
-from .._memory import resident_bytes
+from .._memory import private_bytes, resident_bytes
 from .._task import (
     Task,
     describe_exit,
@@ -72,6 +73,7 @@ from .._task import (
     worker_crashed,
 )
 from ..errors import MemoryLimitError, SerializationError, TaskError
+from ._forkserver import ForkedProcess, ForkServer, fork_worker
 from .base import Backend, EngineStats, Sink
 
 logger = logging.getLogger("makeparallel")
@@ -120,6 +122,10 @@ def _drop_lifeline_in_child() -> None:
 os.register_at_fork(after_in_child=_drop_lifeline_in_child)
 
 
+_Process = subprocess.Popen[bytes] | ForkedProcess
+_Started = tuple[int, _Process, socket.socket]  # a worker's index, process and socket
+
+
 class _Worker:
     __slots__ = (
         "boot_error",
@@ -143,7 +149,7 @@ class _Worker:
         "tasks_done",
     )
 
-    def __init__(self, index: int, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+    def __init__(self, index: int, proc: _Process, sock: socket.socket) -> None:
         self.index = index
         self.proc = proc
         self.sock = sock
@@ -216,9 +222,31 @@ class ProcessBackend(Backend):
         self._ahead = 1  # tasks per worker at once; more than 1 once tasks prove short
         self._hand_out_later = False  # I/O thread: a hand-out waits for the end of a batch
         self._answered: deque[tuple[Task, bool, Any]] = deque()  # I/O thread: to report
+        self._fork_server: ForkServer | None = None
+        self._forked: _Started | None = None  # the first worker, forked from here
+        self._forking: list[tuple[int, socket.socket]] = []  # other first workers, on their way
+        if self.setup.start == "fork":
+            self._fork_now()
+        # a forked worker shares its parent's pages until it writes to them
+        self._memory_of = private_bytes if self._fork_server else resident_bytes
         self._thread = threading.Thread(target=self._loop, name=f"{self.pool_name}-io", daemon=True)
         self._thread.start()
         self._call(self._spawn_all)
+
+    def _fork_now(self) -> None:
+        """start="fork": fork all this pool needs before it has a thread of its own."""
+        channels = [self._new_channel() for _ in range(self._min)]
+        lifeline = _lifeline_read_end()
+        try:
+            index, sock, child = channels[0]
+            self._forked = (index, fork_worker(child.fileno(), lifeline), sock)
+            others = [child.fileno() for _, _, child in channels[1:]]
+            self._fork_server = ForkServer(others, lifeline)
+        finally:
+            for _, _, child in channels:
+                child.close()
+        self._forking = [(index, sock) for index, sock, _ in channels[1:]]
+        self._planned = len(self._forking)
 
     # -- called from any thread -------------------------------------------
 
@@ -629,6 +657,8 @@ class ProcessBackend(Backend):
                     what, worker = key.data
                     if what == "wake":
                         self._drain_wake()
+                    elif what == "forked":
+                        self._take_forked(wait=False)
                     elif what == "pidfd":
                         self._on_exit(worker)
                     else:
@@ -649,7 +679,7 @@ class ProcessBackend(Backend):
         limit = self.setup.memory_limit
         if limit is None:
             return False
-        used = resident_bytes(worker.proc.pid)
+        used = self._memory_of(worker.proc.pid)
         if used is None or used <= limit:
             return False
         logger.info(
@@ -672,7 +702,7 @@ class ProcessBackend(Backend):
         with self._lock:
             busy = [(w, w.task) for w in self._workers if w.task is not None and not w.dead]
         for worker, task in busy:
-            used = resident_bytes(worker.proc.pid)
+            used = self._memory_of(worker.proc.pid)
             if task is None or used is None or used <= limit:
                 continue
             task.stop_error = MemoryLimitError(
@@ -732,45 +762,52 @@ class ProcessBackend(Backend):
             self._commands.popleft()()
 
     def _spawn_all(self) -> None:
-        for _ in range(self._min):
-            self._spawn(replacement=False)
+        if self._forked is not None:
+            first, self._forked = self._forked, None
+            self._spawn(replacement=False, started=first)
+        if self._fork_server is None:
+            for _ in range(self._min):
+                self._spawn(replacement=False)
+        elif self._forking:
+            # Each first worker joins as soon as the fork server says it exists.
+            server = self._fork_server.fileno()
+            self._selector.register(server, selectors.EVENT_READ, ("forked", None))
 
-    def _spawn(self, replacement: bool = True) -> None:
+    def _take_forked(self, wait: bool) -> None:
+        """I/O thread: add the first workers the fork server has forked by now (or all)."""
+        assert self._fork_server is not None
+        while self._forking:
+            try:
+                forked = self._fork_server.started(wait)
+            except OSError as exc:
+                for _, sock in self._forking:
+                    sock.close()
+                self._forking = []
+                self._give_up(TaskError(f"cannot start a worker process: {exc}"))
+                break
+            if forked is None:
+                return
+            index, sock = self._forking.pop(0)
+            with self._lock:
+                self._planned -= 1
+            self._spawn(replacement=False, started=(index, forked, sock))
+        try:
+            self._selector.unregister(self._fork_server.fileno())
+        except (KeyError, ValueError):
+            pass  # taken before the I/O thread had started to listen
+
+    def _spawn(self, replacement: bool = True, started: _Started | None = None) -> None:
         if replacement:
             with self._lock:
                 self._restarts.append(time.monotonic())
-        parent_sock, child_sock = socket.socketpair()
-        lifeline = _lifeline_read_end()
-        args = [
-            sys.executable,
-            *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
-            "-c",
-            _BOOT,
-            str(child_sock.fileno()),
-            str(lifeline),
-            _PACKAGE_ROOT,
-        ]
-        try:
-            proc = subprocess.Popen(
-                args, pass_fds=(child_sock.fileno(), lifeline), stdin=subprocess.DEVNULL
-            )
-        except OSError as exc:
-            parent_sock.close()
-            child_sock.close()
-            self._give_up(TaskError(f"cannot start a worker process: {exc}"))
-            return
-        finally:
-            child_sock.close()
-        worker = _Worker(self._next_index, proc, parent_sock)
-        self._next_index += 1
-        config = {
-            "sys_path": [p or os.getcwd() for p in sys.path],
-            "pool": self.pool_name,
-            "index": worker.index,
-            "initializer": self._initializer,
-            "ignore_sigterm": _pool_settings.workers_ignore_sigterm,
-        }
-        _wire.send_all(parent_sock, _wire.frame(_wire.CONFIG, 0, (_serialize.dumps(config),)))
+        if started is None:
+            try:
+                started = self._start_worker_process()
+            except OSError as exc:
+                self._give_up(TaskError(f"cannot start a worker process: {exc}"))
+                return
+        index, proc, parent_sock = started
+        worker = _Worker(index, proc, parent_sock)
         parent_sock.setblocking(False)
         self._selector.register(parent_sock, selectors.EVENT_READ, ("sock", worker))
         try:
@@ -781,6 +818,50 @@ class ProcessBackend(Backend):
             self._selector.register(worker.pidfd, selectors.EVENT_READ, ("pidfd", worker))
         with self._lock:
             self._workers.append(worker)
+
+    def _new_channel(self) -> tuple[int, socket.socket, socket.socket]:
+        """A new worker's index and socket pair, its settings already waiting in it."""
+        index = self._next_index
+        self._next_index += 1
+        parent_sock, child_sock = socket.socketpair()
+        config = {
+            "sys_path": [p or os.getcwd() for p in sys.path],
+            "pool": self.pool_name,
+            "index": index,
+            "initializer": self._initializer,
+            "ignore_sigterm": _pool_settings.workers_ignore_sigterm,
+        }
+        _wire.send_all(parent_sock, _wire.frame(_wire.CONFIG, 0, (_serialize.dumps(config),)))
+        return index, parent_sock, child_sock
+
+    def _start_worker_process(self) -> _Started:
+        """A new worker process, its settings already waiting in its socket."""
+        index, parent_sock, child_sock = self._new_channel()
+        try:
+            proc = self._start_process(child_sock.fileno(), _lifeline_read_end())
+        except OSError:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+        return index, proc, parent_sock
+
+    def _start_process(self, sock_fd: int, lifeline: int) -> _Process:
+        """A new worker process holding these two descriptors, running ``_worker.main``."""
+        if self._fork_server is not None:
+            if self._forking:
+                self._take_forked(wait=True)  # the fork server answers in order
+            return self._fork_server.start_worker(sock_fd, lifeline)
+        args = [
+            sys.executable,
+            *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
+            "-c",
+            _BOOT,
+            str(sock_fd),
+            str(lifeline),
+            _PACKAGE_ROOT,
+        ]
+        return subprocess.Popen(args, pass_fds=(sock_fd, lifeline), stdin=subprocess.DEVNULL)
 
     def _flush(self, worker: _Worker) -> None:
         with self._lock:
@@ -821,6 +902,9 @@ class ProcessBackend(Backend):
             worker.ready = True
             self._boot_failures = 0
             self._worker_free(worker, hand_out)
+            if self._forking:
+                assert self._fork_server is not None
+                self._fork_server.go()
             return
         if kind == _wire.BOOT_FAILED:
             worker.boot_error = body.decode(errors="replace")
@@ -1096,6 +1180,15 @@ class ProcessBackend(Backend):
             if worker.pidfd is not None:
                 os.close(worker.pidfd)
         self._selector.close()
+        if self._forked is not None:  # never started: the thread failed at once
+            _, proc, sock = self._forked
+            proc.kill()
+            _reap(proc)
+            sock.close()
+        for _, sock in self._forking:
+            sock.close()
+        if self._fork_server is not None:
+            self._fork_server.close()
         for task in orphaned:
             self._sink.finished(
                 task,
@@ -1128,7 +1221,7 @@ def _kill(worker: _Worker) -> None:
         pass
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> int | None:
+def _reap(proc: _Process) -> int | None:
     try:
         return proc.wait(_REAP_GRACE)
     except subprocess.TimeoutExpired:

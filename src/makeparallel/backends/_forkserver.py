@@ -1,0 +1,382 @@
+"""Worker processes forked from this one: ``Pool(start="fork")``.
+
+    pool starts, no thread of its own yet:
+      parent --fork--> first worker
+      parent --fork--> fork server (holding the other first workers' sockets) --fork--> them
+    later, whenever a worker is needed (the parent has threads now):
+      parent --"one more" + its socket and lifeline (SCM_RIGHTS)--> fork server --fork--> worker
+    their pids, and later their exit statuses, come back over the control socket
+
+A fresh interpreter costs at least ``python -c pass`` to start; a fork costs
+a copy of the page tables. Forking a process that has other threads copies
+whatever they were doing - a lock one of them held stays held for ever in
+the child - and a pool has an I/O thread. So a pool forks one *fork server*
+before it starts that thread, and every later worker is forked from that
+single-threaded copy: all of them see this process as it was when the pool
+started. Only the first worker is forked straight from this process, so the
+first result does not wait for two forks in a row. The fork server is the
+other workers' parent, so it reaps them and reports how each ended.
+
+Every process forked here lets go of the pipes and sockets it inherited
+(they point at ``/dev/null`` instead), so that a pipe this process closes
+still reaches EOF at its other end, and resets the signal handlers set in
+Python. The fork server exits when this process closes its end of the
+control socket (the pool shut down, or this process died).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+_RECORD = struct.Struct("=cii")  # kind, pid, value
+_STARTED = b"P"  # value unused
+_FAILED = b"F"  # value: errno of the failed fork
+_EXITED = b"X"  # value: returncode as subprocess reports it (-signal or exit code)
+_CLOSE_GRACE = 2.0  # seconds the fork server gets to exit once told to
+_FIRST_WAIT = 0.005  # seconds the fork server leaves the first worker the machine
+
+
+def fork_worker(sock_fd: int, lifeline_fd: int) -> ForkedChild:
+    """Fork a worker straight from this process (only while it has one thread)."""
+    _prepare()
+    lifeline = os.dup(lifeline_fd)  # see ForkServer
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _become_quiet_copy({sock_fd, lifeline})
+            _run_worker(sock_fd, lifeline)  # never returns
+    finally:
+        os.close(lifeline)
+    return ForkedChild(pid)
+
+
+class ForkServer:
+    """The parent's handle on one fork server; every method may block briefly.
+
+    Created while this process has one thread. The server forks a worker for
+    each socket in ``first`` at once; ``started`` returns them in order.
+    """
+
+    def __init__(self, first: list[int], lifeline_fd: int) -> None:
+        _prepare()
+        parent_end, server_end = socket.socketpair()
+        # The lifeline's own descriptors are closed in every fork (process.py): pass a copy.
+        lifeline = os.dup(lifeline_fd)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _serve(server_end.fileno(), first, lifeline)  # never returns
+        finally:
+            os.close(lifeline)
+        server_end.close()
+        self.pid = pid
+        self._sock = parent_end
+        self._lock = threading.Lock()
+        self._exits: dict[int, int] = {}  # pid -> returncode, reported and not yet claimed
+        self._pending = bytearray()
+        self._gone = False
+        self._told_to_go = False
+
+    def start_worker(self, sock_fd: int, lifeline_fd: int) -> ForkedProcess:
+        """Have the server fork a worker holding these two descriptors."""
+        with self._lock:
+            if self._gone:
+                raise OSError("the pool's fork server has exited")
+            try:
+                socket.send_fds(self._sock, [b"S"], [sock_fd, lifeline_fd])
+            except OSError as problem:
+                self._gone = True
+                raise OSError(f"the pool's fork server has exited ({problem})") from problem
+        started = self.started(wait=True)
+        assert started is not None
+        return started
+
+    def go(self) -> None:
+        """The first worker is ready: the server may start the others now."""
+        with self._lock:
+            if not (self._told_to_go or self._gone):
+                self._told_to_go = True
+                self._sock.send(b"G")
+
+    def fileno(self) -> int:
+        """Readable when the fork server has news: a worker forked, or one ended."""
+        return self._sock.fileno()
+
+    def started(self, wait: bool) -> ForkedProcess | None:
+        """The worker forked for the oldest request not yet answered.
+
+        None if it is not forked yet and ``wait`` is false.
+        """
+        with self._lock:
+            while True:
+                kind, pid, value = self._next_record(None if wait else 0.0)
+                if kind == _STARTED:
+                    return ForkedProcess(pid, self)
+                if kind == _FAILED:
+                    raise OSError(value, f"fork failed: {os.strerror(value)}")
+                if self._gone:
+                    raise OSError("the pool's fork server has exited")
+                if not kind and not wait:
+                    return None
+
+    def wait(self, pid: int, timeout: float | None) -> int | None:
+        """The returncode of worker ``pid`` once it has ended.
+
+        None if the fork server is gone and can no longer say; raises
+        ``subprocess.TimeoutExpired`` if the worker is still running.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while pid not in self._exits:
+                if self._gone:
+                    return None
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(f"worker {pid}", timeout or 0.0)
+                self._next_record(left)
+            return self._exits.pop(pid)
+
+    def close(self) -> None:
+        """Let the fork server exit and reap it; workers still running end on their own."""
+        with self._lock:
+            self._gone = True
+            self._sock.close()
+        try:
+            _wait_for_child(self.pid, _CLOSE_GRACE)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGKILL)
+            _wait_for_child(self.pid, None)
+
+    def _next_record(self, timeout: float | None) -> tuple[bytes, int, int]:
+        """Read one record, keeping exit reports; called with the lock held.
+
+        Returns (b"", 0, 0) on a timeout or once the server has gone.
+        """
+        while len(self._pending) < _RECORD.size:
+            if self._gone:
+                return b"", 0, 0
+            self._sock.settimeout(timeout)
+            try:
+                data = self._sock.recv(4096)
+            except (TimeoutError, BlockingIOError):
+                return b"", 0, 0
+            except OSError:
+                data = b""
+            if not data:
+                self._gone = True
+                return b"", 0, 0
+            self._pending += data
+        kind, pid, value = _RECORD.unpack_from(self._pending)
+        del self._pending[: _RECORD.size]
+        if kind == _EXITED:
+            self._exits[pid] = value
+        return kind, pid, value
+
+
+class ForkedProcess:
+    """A forked worker, with the part of ``subprocess.Popen`` the engine uses."""
+
+    def __init__(self, pid: int, server: ForkServer | None) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._server = server  # its parent; None: this process is
+        self._ended = False
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+
+    def kill(self) -> None:
+        if self._ended:
+            return
+        if self._pidfd is not None:  # a pidfd cannot reach a later process with the same pid
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        else:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if not self._ended:
+            if self._server is None:
+                self.returncode = _wait_for_child(self.pid, timeout)
+            else:
+                self.returncode = self._server.wait(self.pid, timeout)
+            self._ended = True
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+        return self.returncode
+
+
+class ForkedChild(ForkedProcess):
+    """A worker forked straight from this process."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid, None)
+
+
+def _wait_for_child(pid: int, timeout: float | None) -> int | None:
+    """Reap child ``pid``: its returncode, or None if someone else reaped it first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.0005
+    try:
+        while True:
+            done, status = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            left = deadline - time.monotonic() if deadline is not None else 0.0
+            if left <= 0:
+                raise subprocess.TimeoutExpired(f"process {pid}", timeout or 0.0)
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
+    except ChildProcessError:
+        return None  # reaped by a SIGCHLD handler of the program's own
+
+
+def _prepare() -> None:
+    from .. import _worker  # noqa: F401  (imported once here, not in every worker)
+
+    # or each fork would print what is still in the buffers again
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
+# -- in a forked process -----------------------------------------------------
+
+
+def _become_quiet_copy(keep: set[int]) -> None:
+    """Drop the parent's signal handlers, pipes and sockets."""
+    for signum in range(1, signal.NSIG):  # the parent's Python handlers are not ours
+        try:
+            if callable(signal.getsignal(signum)):
+                signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # not a signal here
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
+    _let_go_of_pipes(keep | {0, 1, 2})
+    gc.freeze()  # objects copied from the parent are never collected here
+
+
+def _run_worker(sock_fd: int, lifeline_fd: int) -> None:
+    code = 1
+    try:
+        from .._worker import main
+
+        main(sock_fd, lifeline_fd)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _serve(control_fd: int, first: list[int], lifeline_fd: int) -> None:
+    code = 0
+    try:
+        if first:
+            # On a machine with few CPUs, forking the others would slow the first
+            # worker down: wait until it is ready (the parent says so), or briefly.
+            select.select([control_fd], [], [], _FIRST_WAIT)
+        _become_quiet_copy({control_fd, lifeline_fd, *first})
+        _serve_requests(control_fd, first, lifeline_fd)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _serve_requests(control_fd: int, first: list[int], lifeline_fd: int) -> None:
+    control = socket.socket(fileno=control_fd)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    server_fds = (control_fd, wake_r, wake_w)
+    for i, sock_fd in enumerate(first):
+        _fork_from_server(control, sock_fd, lifeline_fd, (*server_fds, *first[i + 1 :]))
+        os.close(sock_fd)
+    os.close(lifeline_fd)
+    while True:
+        readable, _, _ = select.select([control_fd, wake_r], [], [])
+        if wake_r in readable:
+            _drain(wake_r)
+            _report_exits(control)
+        if control_fd in readable:
+            message, fds, _, _ = socket.recv_fds(control, 1, 2)
+            if not message:
+                return  # the pool has shut down, or its process died
+            if len(fds) == 2:
+                _fork_from_server(control, fds[0], fds[1], server_fds)
+            for fd in fds:
+                os.close(fd)
+
+
+def _fork_from_server(
+    control: socket.socket, sock_fd: int, lifeline_fd: int, not_for_worker: tuple[int, ...]
+) -> None:
+    try:
+        pid = os.fork()
+    except OSError as problem:
+        control.sendall(_RECORD.pack(_FAILED, 0, problem.errno or 0))
+        return
+    if pid == 0:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in not_for_worker:
+            os.close(fd)
+        _run_worker(sock_fd, lifeline_fd)
+    control.sendall(_RECORD.pack(_STARTED, pid, 0))
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _report_exits(control: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        control.sendall(_RECORD.pack(_EXITED, pid, os.waitstatus_to_exitcode(status)))
+
+
+def _let_go_of_pipes(keep: set[int]) -> None:
+    """Point every inherited pipe and socket at /dev/null, keeping the numbers.
+
+    Closing them would free their numbers while Python objects copied from the
+    parent still name them; /dev/null keeps each number taken.
+    """
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        names = [str(fd) for fd in range(3, 256)]
+    null = os.open(os.devnull, os.O_RDWR)
+    for name in names:
+        fd = int(name)
+        if fd in keep or fd == null:
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            continue
+        if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
+            os.dup2(null, fd, inheritable=False)
+    os.close(null)

@@ -1,0 +1,205 @@
+"""Pool(start="fork"): workers forked from a copy of the parent taken as the pool starts.
+
+Each scenario runs in a fresh interpreter, as a user's program would: forking
+is only safe while the parent has one thread, and this test process has many.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import makeparallel as mp
+from polling import alive, wait_until
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="start='fork' needs os.fork")
+
+
+def run_script(tmp_path: Path, body: str, timeout: float = 60) -> dict[str, object]:
+    """Run ``body`` as the __main__ of a fresh interpreter; it prints one JSON object."""
+    script = tmp_path / "program.py"
+    script.write_text(textwrap.dedent(body))
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(script), str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_workers_see_the_parent_as_it_was_when_the_pool_started(tmp_path: Path) -> None:
+    found = run_script(
+        tmp_path,
+        """
+        import json, os
+        import makeparallel as mp
+
+        def look(name):
+            return os.environ.get(name), os.getppid() != os.getpid()
+
+        if __name__ == "__main__":
+            os.environ["BEFORE"] = "set in the parent only"
+            with mp.Pool(workers=2, start="fork") as pool:
+                os.environ["AFTER"] = "set after the pool started"
+                seen = [pool.submit(look, "BEFORE").result() for _ in range(4)]
+                later = pool.submit(look, "AFTER").result()
+            print(json.dumps({"seen": seen, "later": later}))
+        """,
+    )
+    # (a function from __main__ travels with the globals it names; the environment does not)
+    assert found["seen"] == [["set in the parent only", True]] * 4
+    assert found["later"] == [None, True]
+
+
+def test_crashes_and_timeouts_are_reported_and_workers_replaced(tmp_path: Path) -> None:
+    found = run_script(
+        tmp_path,
+        """
+        import json, os, signal, time
+        import makeparallel as mp
+
+        def crash(code):
+            os._exit(code)
+
+        def hang():
+            time.sleep(60)
+
+        def pid():
+            return os.getpid()
+
+        if __name__ == "__main__":
+            codes, pids = [], set()
+            # One worker: the first is forked from here, every later one by the fork server.
+            with mp.Pool(workers=1, start="fork") as pool:
+                for code in (3, 4, -signal.SIGKILL):
+                    pids.add(pool.submit(pid).result())
+                    try:
+                        if code < 0:
+                            pool.submit(os.kill, pool.submit(pid).result(), -code).result()
+                        else:
+                            pool.submit(crash, code).result()
+                    except mp.WorkerCrashedError as error:
+                        codes.append(error.exitcode)
+                hung = mp.parallel(hang).options(timeout=0.3, pool=pool)()
+                try:
+                    hung.result(timeout=30)
+                except mp.TaskTimeoutError:
+                    codes.append("timeout")
+                pids.add(pool.submit(pid).result())
+            try:
+                os.waitpid(-1, os.WNOHANG)
+                children_left = True
+            except ChildProcessError:
+                children_left = False
+            print(json.dumps({"codes": codes, "pids": len(pids), "children_left": children_left}))
+        """,
+    )
+    assert found["codes"] == [3, 4, -signal.SIGKILL, "timeout"]
+    assert found["pids"] == 4  # a new worker after each crash and after the timeout
+    assert found["children_left"] is False  # workers and the fork server were all reaped
+
+
+def test_a_pipe_the_parent_closes_reaches_eof(tmp_path: Path) -> None:
+    # If the fork server or a worker kept a copy of the write end, the reader would hang.
+    found = run_script(
+        tmp_path,
+        """
+        import json, os, select
+        import makeparallel as mp
+
+        def square(x):
+            return x * x
+
+        if __name__ == "__main__":
+            read_end, write_end = os.pipe()
+            with mp.Pool(workers=2, start="fork") as pool:
+                assert pool.submit(square, 3).result() == 9
+                os.close(write_end)
+                ready, _, _ = select.select([read_end], [], [], 30)
+                eof = bool(ready) and os.read(read_end, 1) == b""
+            print(json.dumps({"eof": eof}))
+        """,
+    )
+    assert found["eof"] is True
+
+
+def test_memory_limit_counts_only_what_a_worker_adds(tmp_path: Path) -> None:
+    # A forked worker shares the parent's 200 MB: its resident size counts them, its own
+    # memory does not; the limit must judge the latter.
+    found = run_script(
+        tmp_path,
+        """
+        import json, time
+        import makeparallel as mp
+
+        ballast = b"x" * 200_000_000  # no task names it, so none carries it along
+
+        def small():
+            return 1
+
+        def grow():
+            mine = b"y" * 300_000_000
+            time.sleep(60)
+            return len(mine)
+
+        if __name__ == "__main__":
+            with mp.Pool(workers=1, start="fork", memory_limit="150MB",
+                         memory_limit_action="kill") as pool:
+                sizes = [pool.submit(small).result() for _ in range(3)]
+                try:
+                    pool.submit(grow).result(timeout=30)
+                    stopped = False
+                except mp.MemoryLimitError:
+                    stopped = True
+                after = pool.submit(small).result()
+            print(json.dumps({"sizes": sizes, "stopped": stopped, "after": after}))
+        """,
+    )
+    assert found == {"sizes": [1, 1, 1], "stopped": True, "after": 1}
+
+
+def test_workers_and_the_fork_server_die_with_the_parent(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import time
+            import makeparallel as mp
+
+            if __name__ == "__main__":
+                pool = mp.Pool(workers=2, start="fork")
+                pool.submit(abs, -1).result()
+                pids = [*pool._backend.worker_pids(), pool._backend._fork_server.pid]
+                print(" ".join(map(str, pids)), flush=True)
+                time.sleep(600)
+            """
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert proc.stdout is not None
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 3
+    wait_until(lambda: all(alive(pid) for pid in pids), timeout=10, what="workers to start")
+    proc.kill()
+    proc.communicate()
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10, what="orphans to exit")
+
+
+def test_start_is_checked() -> None:
+    with pytest.raises(ValueError, match="start must be 'spawn'"):
+        mp.Pool(workers=1, start="forkserver")
+    with pytest.raises(ValueError, match="needs backend='process'"):
+        mp.Pool(workers=1, backend="thread", start="fork")
