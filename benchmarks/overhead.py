@@ -203,6 +203,12 @@ COLD = (
     peers.Peer(
         "makeparallel", "makeparallel Pool", peers.makeparallel_pool(), "fresh interpreters"
     ),
+    peers.Peer(
+        "makeparallel_fork",
+        'makeparallel Pool(start="fork")',
+        peers.makeparallel_pool(start="fork"),
+        "forked from this process",
+    ),
 )
 
 

@@ -108,13 +108,13 @@ def loky_new(workers: int) -> Started:
     return _executor(ProcessPoolExecutor(max_workers=workers))
 
 
-def makeparallel_pool(backend: str = "process") -> Callable[[int], Started]:
-    def start(workers: int) -> Started:
+def makeparallel_pool(backend: str = "process", start: str = "spawn") -> Callable[[int], Started]:
+    def started(workers: int) -> Started:
         import makeparallel as mp
 
-        return _executor(mp.Pool(workers=workers, backend=backend))
+        return _executor(mp.Pool(workers=workers, backend=backend, start=start))
 
-    return start
+    return started
 
 
 PROCESS_POOL_EXECUTOR = Peer("ppe", "ProcessPoolExecutor", process_pool_executor())

@@ -57,7 +57,7 @@ HEADLINES = (
         "makeparallel",
         "ppe_fork",
         "mp_pool",
-        "floor_interpreter",
+        "makeparallel_fork",
     ),
     (
         "tiny_items",
