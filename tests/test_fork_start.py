@@ -38,28 +38,53 @@ def run_script(tmp_path: Path, body: str, timeout: float = 60) -> dict[str, obje
     return result
 
 
+# A function defined in __main__ travels by value, with the globals it names; the
+# state a worker has of its own shows through ``sys.modules["__main__"]``.
+LOOK = """
+import json, os, sys
+import makeparallel as mp
+
+def look():
+    return getattr(sys.modules["__main__"], "STATE", None)
+"""
+
+
 def test_workers_see_the_parent_as_it_was_when_the_pool_started(tmp_path: Path) -> None:
     found = run_script(
         tmp_path,
-        """
-        import json, os
-        import makeparallel as mp
-
-        def look(name):
-            return os.environ.get(name), os.getppid() != os.getpid()
-
-        if __name__ == "__main__":
-            os.environ["BEFORE"] = "set in the parent only"
-            with mp.Pool(workers=2, start="fork") as pool:
-                os.environ["AFTER"] = "set after the pool started"
-                seen = [pool.submit(look, "BEFORE").result() for _ in range(4)]
-                later = pool.submit(look, "AFTER").result()
-            print(json.dumps({"seen": seen, "later": later}))
-        """,
+        LOOK
+        + """
+if __name__ == "__main__":
+    STATE = "before the pool"
+    with mp.Pool(workers=2, start="fork") as pool:
+        STATE = "after the pool started"
+        seen = [pool.submit(look).result() for _ in range(6)]
+    with mp.Pool(workers=1) as pool:
+        fresh = pool.submit(look).result()
+    print(json.dumps({"seen": seen, "fresh": fresh}))
+""",
     )
-    # (a function from __main__ travels with the globals it names; the environment does not)
-    assert found["seen"] == [["set in the parent only", True]] * 4
-    assert found["later"] == [None, True]
+    assert found["seen"] == ["before the pool"] * 6
+    assert found["fresh"] is None  # a fresh interpreter has its own __main__
+
+
+def test_the_default_pool_forks_when_configured_to(tmp_path: Path) -> None:
+    found = run_script(
+        tmp_path,
+        LOOK
+        + """
+remote = mp.parallel(look)
+
+if __name__ == "__main__":
+    STATE = "before the first call"
+    mp.configure(workers=2, start="fork")
+    seen = remote().result()
+    mp.configure(workers=2, start="spawn")
+    fresh = remote().result()
+    print(json.dumps({"seen": seen, "fresh": fresh}))
+""",
+    )
+    assert found == {"seen": "before the first call", "fresh": None}
 
 
 def test_crashes_and_timeouts_are_reported_and_workers_replaced(tmp_path: Path) -> None:
@@ -174,12 +199,18 @@ def test_workers_and_the_fork_server_die_with_the_parent(tmp_path: Path) -> None
     script.write_text(
         textwrap.dedent(
             """
-            import time
+            import os, sys, time
             import makeparallel as mp
+
+            def hang(path):
+                while not os.path.exists(path):
+                    time.sleep(0.01)
 
             if __name__ == "__main__":
                 pool = mp.Pool(workers=2, start="fork")
-                pool.submit(abs, -1).result()
+                handles = [pool.submit(hang, sys.argv[1]) for _ in range(2)]
+                while not all(h.running() for h in handles):  # both workers have started
+                    time.sleep(0.01)
                 pids = [*pool._backend.worker_pids(), pool._backend._fork_server.pid]
                 print(" ".join(map(str, pids)), flush=True)
                 time.sleep(600)
@@ -187,7 +218,10 @@ def test_workers_and_the_fork_server_die_with_the_parent(tmp_path: Path) -> None
         )
     )
     proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, str(script), str(tmp_path / "never")],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     pids = [int(p) for p in proc.stdout.readline().split()]
@@ -203,3 +237,5 @@ def test_start_is_checked() -> None:
         mp.Pool(workers=1, start="forkserver")
     with pytest.raises(ValueError, match="needs backend='process'"):
         mp.Pool(workers=1, backend="thread", start="fork")
+    with pytest.raises(ValueError, match="start must be 'spawn'"):
+        mp.configure(start="vfork")

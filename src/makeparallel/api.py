@@ -21,10 +21,10 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from . import _mapping, _serialize
 from . import pool as pool_module
-from .backends import ENGINE_NAMES
+from .backends import ENGINE_NAMES, resolve_kind
 from .handle import Handle
 from .policies import CircuitBreaker, Retry, check_seconds, check_timeout
-from .pool import Pool, ShutdownSummary, check_workers, live_pools
+from .pool import Pool, ShutdownSummary, check_start, check_workers, live_pools
 
 __all__ = [
     "ParallelFunction",
@@ -50,6 +50,7 @@ _defaults_lock = threading.Lock()
 _default_pools: dict[str, Pool] = {}
 _default_workers: int | None = None
 _default_backend: BackendSpec = "auto"
+_default_start = "spawn"
 
 
 def _check_backend(backend: object) -> None:
@@ -69,7 +70,15 @@ def default_pool(backend: BackendSpec | None = None) -> Pool:
     with _defaults_lock:
         pool = _default_pools.get(key)
         if pool is None or pool._state != "running":
-            pool = Pool(workers=_default_workers, backend=spec, name=f"makeparallel-{key}")
+            forks = not isinstance(spec, concurrent.futures.Executor) and (
+                resolve_kind(spec) == "process"
+            )
+            pool = Pool(
+                workers=_default_workers,
+                backend=spec,
+                name=f"makeparallel-{key}",
+                start=_default_start if forks else "spawn",
+            )
             _default_pools[key] = pool
         return pool
 
@@ -82,16 +91,20 @@ def configure(
     backend: BackendSpec | None = None,
     *,
     exit_timeout: float | object | None = _KEEP,
+    start: str | None = None,
 ) -> None:
     """Set the size and engine of the default pool.
 
     A default pool that already exists is shut down (after its tasks finish)
     and the next call creates one with the new settings. ``exit_timeout`` is
     how long work still running when the program ends may go on before it is
-    stopped (60 s by default; None waits as long as it takes).
+    stopped (60 s by default; None waits as long as it takes). ``start`` is
+    how the default process pool's workers start, as for ``Pool``.
     """
-    global _default_workers, _default_backend
+    global _default_workers, _default_backend, _default_start
     check_workers(workers)
+    if start is not None:
+        _default_start = check_start(start)
     if backend is not None:
         _check_backend(backend)
     if exit_timeout is not _KEEP:

@@ -153,7 +153,7 @@ class Pool(concurrent.futures.Executor):
             idle_timeout=idle_timeout,
             memory_limit=None if memory_limit is None else parse_size(memory_limit),
             memory_kill=_memory_action(memory_limit_action) == "kill",
-            start=_start_method(start),
+            start=check_start(start),
         )
         self.name = name or f"makeparallel-{next(_pool_numbers)}"
         self.workers = count  # the most workers this pool runs at once
@@ -703,7 +703,7 @@ class Pool(concurrent.futures.Executor):
         )
 
 
-def _start_method(start: object) -> str:
+def check_start(start: object) -> str:
     if start not in ("spawn", "fork"):
         raise ValueError(
             f"start must be 'spawn' (fresh interpreters) or 'fork' (copies of this process), "

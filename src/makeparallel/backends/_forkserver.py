@@ -296,30 +296,30 @@ def _serve(control_fd: int, first: list[int], lifeline_fd: int) -> None:
 
 
 def _serve_requests(control_fd: int, first: list[int], lifeline_fd: int) -> None:
-    control = socket.socket(fileno=control_fd)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     server_fds = (control_fd, wake_r, wake_w)
-    for i, sock_fd in enumerate(first):
-        _fork_from_server(control, sock_fd, lifeline_fd, (*server_fds, *first[i + 1 :]))
-        os.close(sock_fd)
-    os.close(lifeline_fd)
-    while True:
-        readable, _, _ = select.select([control_fd, wake_r], [], [])
-        if wake_r in readable:
-            _drain(wake_r)
-            _report_exits(control)
-        if control_fd in readable:
-            message, fds, _, _ = socket.recv_fds(control, 1, 2)
-            if not message:
-                return  # the pool has shut down, or its process died
-            if len(fds) == 2:
-                _fork_from_server(control, fds[0], fds[1], server_fds)
-            for fd in fds:
-                os.close(fd)
+    with socket.socket(fileno=control_fd) as control:
+        for i, sock_fd in enumerate(first):
+            _fork_from_server(control, sock_fd, lifeline_fd, (*server_fds, *first[i + 1 :]))
+            os.close(sock_fd)
+        os.close(lifeline_fd)
+        while True:
+            readable, _, _ = select.select([control_fd, wake_r], [], [])
+            if wake_r in readable:
+                _drain(wake_r)
+                _report_exits(control)
+            if control_fd in readable:
+                message, fds, _, _ = socket.recv_fds(control, 1, 2)
+                if not message:
+                    return  # the pool has shut down, or its process died
+                if len(fds) == 2:
+                    _fork_from_server(control, fds[0], fds[1], server_fds)
+                for fd in fds:
+                    os.close(fd)
 
 
 def _fork_from_server(
