@@ -107,6 +107,10 @@ def test_crashes_and_timeouts_are_reported_and_workers_replaced(tmp_path: Path) 
             codes, pids = [], set()
             # One worker: the first is forked from here, every later one by the fork server.
             with mp.Pool(workers=1, start="fork") as pool:
+                try:  # the first task reaches the first worker before it is ready
+                    pool.submit(crash, 7).result()
+                except mp.WorkerCrashedError as error:
+                    codes.append(error.exitcode)
                 for code in (3, 4, -signal.SIGKILL):
                     pids.add(pool.submit(pid).result())
                     try:
@@ -130,9 +134,62 @@ def test_crashes_and_timeouts_are_reported_and_workers_replaced(tmp_path: Path) 
             print(json.dumps({"codes": codes, "pids": len(pids), "children_left": children_left}))
         """,
     )
-    assert found["codes"] == [3, 4, -signal.SIGKILL, "timeout"]
+    assert found["codes"] == [7, 3, 4, -signal.SIGKILL, "timeout"]
     assert found["pids"] == 4  # a new worker after each crash and after the timeout
     assert found["children_left"] is False  # workers and the fork server were all reaped
+
+
+def test_every_task_ends_once_while_forked_workers_are_killed_at_random(
+    tmp_path: Path,
+) -> None:
+    found = run_script(
+        tmp_path,
+        """
+        import concurrent.futures, json, os, random, signal, time
+        import makeparallel as mp
+
+        def slow_square(x):
+            time.sleep(0.005)
+            return x * x
+
+        def wait_until(condition):
+            deadline = time.monotonic() + 30
+            while not condition():
+                assert time.monotonic() < deadline, "timed out"
+                time.sleep(0.002)
+
+        if __name__ == "__main__":
+            rng = random.Random(4321)
+            with mp.Pool(workers=2, start="fork") as pool:
+                handles = [pool.submit(slow_square, i) for i in range(400)]
+                kills = 0
+                for _ in range(25):
+                    wait_until(lambda: any(h.running() for h in handles)
+                               or all(h.done() for h in handles))
+                    running = [h for h in handles if h.running() and h._worker]
+                    if not running:
+                        break
+                    try:
+                        os.kill(int(rng.choice(running)._worker.split()[1]), signal.SIGKILL)
+                        kills += 1
+                    except ProcessLookupError:
+                        pass
+                    done = sum(h.done() for h in handles)
+                    wait_until(lambda: sum(h.done() for h in handles) > done
+                               or all(h.done() for h in handles))
+                _, not_done = concurrent.futures.wait(handles, timeout=120)
+            right = sum(h.exception() is None and h.result() == i * i
+                        for i, h in enumerate(handles) if h.done())
+            crashed = sum(isinstance(h.exception(), mp.WorkerCrashedError)
+                          for h in handles if h.done())
+            print(json.dumps({"not_done": len(not_done), "right": right,
+                              "crashed": crashed, "kills": kills}))
+        """,
+        timeout=180,
+    )
+    assert found["not_done"] == 0
+    assert found["right"] + found["crashed"] == 400  # each ended once, rightly
+    assert 0 < found["crashed"] <= found["kills"]  # only the tasks that were running
 
 
 def test_a_pipe_the_parent_closes_reaches_eof(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ class ForkServer:
         return started
 
     def go(self) -> None:
-        """The first worker is ready: the server may start the others now."""
+        """The first worker has answered: the server may start the others now."""
         with self._lock:
             if not (self._told_to_go or self._gone):
                 self._told_to_go = True
@@ -285,7 +285,7 @@ def _serve(control_fd: int, first: list[int], lifeline_fd: int) -> None:
     try:
         if first:
             # On a machine with few CPUs, forking the others would slow the first
-            # worker down: wait until it is ready (the parent says so), or briefly.
+            # worker down: wait until it has answered (the parent says so), or briefly.
             select.select([control_fd], [], [], _FIRST_WAIT)
         _become_quiet_copy({control_fd, lifeline_fd, *first})
         _serve_requests(control_fd, first, lifeline_fd)

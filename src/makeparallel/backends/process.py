@@ -229,6 +229,13 @@ class ProcessBackend(Backend):
             self._fork_now()
         # a forked worker shares its parent's pages until it writes to them
         self._memory_of = private_bytes if self._fork_server else resident_bytes
+        if self._forked is not None and self._initializer is None:
+            # A forked worker is running Python already: its first task can wait in
+            # its socket while it finishes starting, rather than in the pool's queue.
+            first, self._forked = self._forked, None
+            worker = self._add_worker(first)
+            worker.idle_since = time.monotonic()
+            self._idle.append(worker)
         self._thread = threading.Thread(target=self._loop, name=f"{self.pool_name}-io", daemon=True)
         self._thread.start()
         self._call(self._spawn_all)
@@ -488,7 +495,7 @@ class ProcessBackend(Backend):
         The answer is reported while the task is still the worker's running one,
         and only then taken off the worker.
         """
-        if kind == _wire.PROGRESS:
+        if kind in (_wire.PROGRESS, _wire.READY, _wire.BOOT_FAILED):
             self._on_frame(worker, kind, task_id, body)
             return
         task = worker.task
@@ -806,6 +813,10 @@ class ProcessBackend(Backend):
             except OSError as exc:
                 self._give_up(TaskError(f"cannot start a worker process: {exc}"))
                 return
+        self._add_worker(started)
+
+    def _add_worker(self, started: _Started) -> _Worker:
+        """Watch a started worker process: its socket, and its pidfd where there is one."""
         index, proc, parent_sock = started
         worker = _Worker(index, proc, parent_sock)
         parent_sock.setblocking(False)
@@ -818,6 +829,7 @@ class ProcessBackend(Backend):
             self._selector.register(worker.pidfd, selectors.EVENT_READ, ("pidfd", worker))
         with self._lock:
             self._workers.append(worker)
+        return worker
 
     def _new_channel(self) -> tuple[int, socket.socket, socket.socket]:
         """A new worker's index and socket pair, its settings already waiting in it."""
@@ -901,10 +913,10 @@ class ProcessBackend(Backend):
         if kind == _wire.READY:
             worker.ready = True
             self._boot_failures = 0
-            self._worker_free(worker, hand_out)
-            if self._forking:
-                assert self._fork_server is not None
-                self._fork_server.go()
+            with self._lock:
+                at_work = bool(worker.inflight) or worker in self._idle  # since it was forked
+            if not at_work:
+                self._worker_free(worker, hand_out)
             return
         if kind == _wire.BOOT_FAILED:
             worker.boot_error = body.decode(errors="replace")
@@ -940,6 +952,9 @@ class ProcessBackend(Backend):
             now = time.monotonic()
             self._note_task_time(now - worker.head_since)
             worker.head_since = now  # the next task in its queue starts now
+        if self._forking:
+            assert self._fork_server is not None
+            self._fork_server.go()  # the first worker has answered: fork the others
         return task
 
     def _report_answers(self) -> None:
@@ -1047,9 +1062,12 @@ class ProcessBackend(Backend):
         self._read_remaining(worker)
         self._report_answers()
         with self._lock:
-            task = worker.task
+            sent = list(worker.inflight)
+            task = sent[0] if sent else None
+            if task is not None and not worker.ready and task.stop_error is None:
+                task = None  # sent before the worker was ready: it never started
             # Tasks queued behind the one that ran never started: they go first in line.
-            behind = [t for t in list(worker.inflight)[1:] if t.stop_error is None]
+            behind = [t for t in sent[1 if task else 0 :] if t.stop_error is None]
             worker.inflight.clear()
             self._backlog.extendleft(reversed(behind))
             if worker in self._idle:
