@@ -7,6 +7,7 @@
   result (one-worker pool, so the next task needs the replacement);
 * cancel: from ``cancel()`` on a running task to the next queued task's
   result on a one-worker pool;
+* both again with ``Pool(start="fork")``, whose replacements are forked;
 * progress overhead: a 1-second task of 100 000 steps (about 10 us each) with
   and without a ``report_progress`` call per step, timed inside the worker.
 """
@@ -40,10 +41,10 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def measure_timeout(repeats: int) -> tuple[list[float], list[float]]:
+def measure_timeout(repeats: int, start: str = "spawn") -> tuple[list[float], list[float]]:
     failed_after: list[float] = []
     served_after: list[float] = []
-    with mp.Pool(workers=1, backend="process") as pool:
+    with mp.Pool(workers=1, backend="process", start=start) as pool:
         pool.submit(noop).result()
         hang_with_timeout = mp.parallel(hang).options(pool=pool, timeout=TIMEOUT)
         for _ in range(repeats):
@@ -69,9 +70,9 @@ def measure_timeout(repeats: int) -> tuple[list[float], list[float]]:
     return failed_after, served_after
 
 
-def measure_cancel(repeats: int) -> list[float]:
+def measure_cancel(repeats: int, start: str = "spawn") -> list[float]:
     samples: list[float] = []
-    with mp.Pool(workers=1, backend="process") as pool:
+    with mp.Pool(workers=1, backend="process", start=start) as pool:
         pool.submit(noop).result()
         for _ in range(repeats):
             running = pool.submit(hang)
@@ -111,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         measure_timeout(1)
         measure_cancel(1)
+        measure_timeout(1, "fork")
+        measure_cancel(1, "fork")
         measure_progress(1, 1000)
         return 0
     repeats = 3 if args.quick else 15
     failed_after, served_after = measure_timeout(repeats)
+    _, forked_served_after = measure_timeout(repeats, "fork")
     result: dict[str, Any] = {
         "machine": {
             "python": platform.python_version(),
@@ -125,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         "timeout_to_handle_failed": _summary(failed_after),
         "timeout_to_replacement_serving": _summary(served_after),
         "cancel_to_next_task_served": _summary(measure_cancel(repeats)),
+        "fork_timeout_to_replacement_serving": _summary(forked_served_after),
+        "fork_cancel_to_next_task_served": _summary(measure_cancel(repeats, "fork")),
         "progress": measure_progress(3 if args.quick else 11, 100_000),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
