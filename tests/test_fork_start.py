@@ -6,6 +6,7 @@ is only safe while the parent has one thread, and this test process has many.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -287,6 +288,45 @@ def test_workers_and_the_fork_server_die_with_the_parent(tmp_path: Path) -> None
     proc.kill()
     proc.communicate()
     wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10, what="orphans to exit")
+
+
+def test_a_fork_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
+    found = run_script(
+        tmp_path,
+        """
+        import errno, json, os
+        import makeparallel as mp
+        from makeparallel.backends import _forkserver
+
+        if __name__ == "__main__":
+            with mp.Pool(workers=1, start="fork") as pool:  # load everything once
+                pool.submit(abs, -1).result()
+            fds = len(os.listdir("/proc/self/fd"))
+            real_fork, forks = os.fork, []
+
+            def fork():  # the first worker starts; the fork server cannot
+                if forks:
+                    raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+                forks.append(1)
+                return real_fork()
+
+            _forkserver.os.fork = fork
+            try:
+                mp.Pool(workers=2, start="fork")
+                error = None
+            except OSError as problem:
+                error = problem.errno
+            _forkserver.os.fork = real_fork
+            try:
+                os.waitpid(-1, os.WNOHANG)
+                children_left = True
+            except ChildProcessError:
+                children_left = False
+            print(json.dumps({"error": error, "fds": len(os.listdir("/proc/self/fd")) - fds,
+                              "children_left": children_left}))
+        """,
+    )
+    assert found == {"error": errno.EAGAIN, "fds": 0, "children_left": False}
 
 
 def test_start_is_checked() -> None:

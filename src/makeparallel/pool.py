@@ -107,7 +107,7 @@ class Pool(concurrent.futures.Executor):
     ``start`` is how worker processes begin: ``"spawn"`` (the default) starts
     each as a fresh interpreter; ``"fork"`` forks them, faster, from a copy of
     this process taken when the pool is created, so they see its modules and
-    globals as they were then (POSIX only; see docs/api.md before choosing it).
+    globals as they were then (POSIX only; docs/guide.md says when to choose it).
     """
 
     def __init__(

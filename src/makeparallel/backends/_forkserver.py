@@ -37,6 +37,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import NoReturn
 
 _RECORD = struct.Struct("=cii")  # kind, pid, value
 _STARTED = b"P"  # value unused
@@ -53,8 +55,7 @@ def fork_worker(sock_fd: int, lifeline_fd: int) -> ForkedChild:
     try:
         pid = os.fork()
         if pid == 0:
-            _become_quiet_copy({sock_fd, lifeline})
-            _run_worker(sock_fd, lifeline)  # never returns
+            _in_child(lambda: _become_quiet_copy({sock_fd, lifeline}), sock_fd, lifeline)
     finally:
         os.close(lifeline)
     return ForkedChild(pid)
@@ -64,7 +65,8 @@ class ForkServer:
     """The parent's handle on one fork server; every method may block briefly.
 
     Created while this process has one thread. The server forks a worker for
-    each socket in ``first`` at once; ``started`` returns them in order.
+    each socket in ``first`` once the first worker has answered (``go``), or
+    5 ms after it started; ``started`` returns them in order.
     """
 
     def __init__(self, first: list[int], lifeline_fd: int) -> None:
@@ -269,9 +271,11 @@ def _become_quiet_copy(keep: set[int]) -> None:
     gc.freeze()  # objects copied from the parent are never collected here
 
 
-def _run_worker(sock_fd: int, lifeline_fd: int) -> None:
+def _in_child(prepare: Callable[[], None], sock_fd: int, lifeline_fd: int) -> NoReturn:
+    """Become a worker; whatever happens, never return into the parent's code."""
     code = 1
     try:
+        prepare()
         from .._worker import main
 
         main(sock_fd, lifeline_fd)
@@ -331,11 +335,14 @@ def _fork_from_server(
         control.sendall(_RECORD.pack(_FAILED, 0, problem.errno or 0))
         return
     if pid == 0:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for fd in not_for_worker:
-            os.close(fd)
-        _run_worker(sock_fd, lifeline_fd)
+
+        def leave_the_server() -> None:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd in not_for_worker:
+                os.close(fd)
+
+        _in_child(leave_the_server, sock_fd, lifeline_fd)
     control.sendall(_RECORD.pack(_STARTED, pid, 0))
 
 

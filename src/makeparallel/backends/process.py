@@ -249,11 +249,32 @@ class ProcessBackend(Backend):
             self._forked = (index, fork_worker(child.fileno(), lifeline), sock)
             others = [child.fileno() for _, _, child in channels[1:]]
             self._fork_server = ForkServer(others, lifeline)
+        except BaseException:  # fork failed (no memory, too many processes): leave nothing
+            if self._forked is not None:
+                self._forget_forked()
+            for _, sock, _ in channels:
+                sock.close()
+            self._selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            raise
         finally:
             for _, _, child in channels:
                 child.close()
         self._forking = [(index, sock) for index, sock, _ in channels[1:]]
         self._planned = len(self._forking)
+
+    def _forget_forked(self) -> None:
+        """Stop the first worker forked here before anything was sent to it."""
+        assert self._forked is not None
+        _, proc, sock = self._forked
+        self._forked = None
+        try:
+            proc.kill()
+        except OSError:
+            pass
+        _reap(proc)
+        sock.close()
 
     # -- called from any thread -------------------------------------------
 
@@ -1199,10 +1220,7 @@ class ProcessBackend(Backend):
                 os.close(worker.pidfd)
         self._selector.close()
         if self._forked is not None:  # never started: the thread failed at once
-            _, proc, sock = self._forked
-            proc.kill()
-            _reap(proc)
-            sock.close()
+            self._forget_forked()
         for _, sock in self._forking:
             sock.close()
         if self._fork_server is not None:
