@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 import makeparallel as mp
-from polling import alive, wait_until
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="start='fork' needs os.fork")
 
@@ -250,44 +249,6 @@ def test_memory_limit_counts_only_what_a_worker_adds(tmp_path: Path) -> None:
         """,
     )
     assert found == {"sizes": [1, 1, 1], "stopped": True, "after": 1}
-
-
-def test_workers_and_the_fork_server_die_with_the_parent(tmp_path: Path) -> None:
-    script = tmp_path / "parent.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import os, sys, time
-            import makeparallel as mp
-
-            def hang(path):
-                while not os.path.exists(path):
-                    time.sleep(0.01)
-
-            if __name__ == "__main__":
-                pool = mp.Pool(workers=2, start="fork")
-                handles = [pool.submit(hang, sys.argv[1]) for _ in range(2)]
-                while not all(h.running() for h in handles):  # both workers have started
-                    time.sleep(0.01)
-                pids = [*pool._backend.worker_pids(), pool._backend._fork_server.pid]
-                print(" ".join(map(str, pids)), flush=True)
-                time.sleep(600)
-            """
-        )
-    )
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "never")],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None
-    pids = [int(p) for p in proc.stdout.readline().split()]
-    assert len(pids) == 3
-    wait_until(lambda: all(alive(pid) for pid in pids), timeout=10, what="workers to start")
-    proc.kill()
-    proc.communicate()
-    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10, what="orphans to exit")
 
 
 def test_a_fork_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -206,21 +206,26 @@ PARENT_SCRIPT = textwrap.dedent(
             time.sleep(0.01)
 
     if __name__ == "__main__":
-        pool = mp.Pool(workers=2, backend="process")
+        pool = mp.Pool(workers=2, backend="process", start=sys.argv[2])
         handles = [pool.submit(hang, sys.argv[1]) for _ in range(2)]
         while not all(h.running() for h in handles):
             time.sleep(0.01)
-        print(" ".join(map(str, pool._backend.worker_pids())), flush=True)
+        server = pool._backend._fork_server  # start="fork" only
+        pids = [*pool._backend.worker_pids(), *([server.pid] if server else [])]
+        print(" ".join(map(str, pids)), flush=True)
         {tail}
     """
 )
 
 
-def run_parent(tmp_path: Path, tail: str) -> tuple[subprocess.Popen[str], list[int]]:
+def run_parent(
+    tmp_path: Path, tail: str, start: str = "spawn"
+) -> tuple[subprocess.Popen[str], list[int]]:
+    """A parent with two workers running (and, with start="fork", its fork server)."""
     script = tmp_path / "parent.py"
     script.write_text(PARENT_SCRIPT.replace("{tail}", tail))
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "never")],
+        [sys.executable, str(script), str(tmp_path / "never"), start],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -229,12 +234,14 @@ def run_parent(tmp_path: Path, tail: str) -> tuple[subprocess.Popen[str], list[i
     assert proc.stdout is not None
     line = proc.stdout.readline()
     pids = [int(p) for p in line.split()]
-    assert len(pids) == 2, (line, proc.stderr.read() if proc.poll() is not None else "")
+    expected = 3 if start == "fork" else 2
+    assert len(pids) == expected, (line, proc.stderr.read() if proc.poll() is not None else "")
     return proc, pids
 
 
-def test_workers_die_when_the_parent_is_killed(tmp_path: Path) -> None:
-    proc, pids = run_parent(tmp_path, "time.sleep(600)")
+@pytest.mark.parametrize("start", ["spawn", "fork"])
+def test_workers_die_when_the_parent_is_killed(tmp_path: Path, start: str) -> None:
+    proc, pids = run_parent(tmp_path, "time.sleep(600)", start)
     assert all(alive(pid) for pid in pids)
     proc.kill()
     proc.communicate()

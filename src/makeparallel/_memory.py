@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from typing import Any
 
 _UNITS = {
     "": 1,
@@ -56,15 +58,7 @@ def resident_bytes(pid: int) -> int | None:
             return int(statm.read().split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        import psutil  # type: ignore[import-untyped, unused-ignore]
-    except ImportError:
-        return None
-    try:
-        rss: int = psutil.Process(pid).memory_info().rss
-    except Exception:
-        return None
-    return rss
+    return _with_psutil(pid, lambda process: process.memory_info().rss)
 
 
 def private_bytes(pid: int) -> int | None:
@@ -81,15 +75,19 @@ def private_bytes(pid: int) -> int | None:
     if lines:
         private = (b"Private_Clean:", b"Private_Dirty:")
         return sum(int(line.split()[1]) for line in lines if line.startswith(private)) * 1024
+    return _with_psutil(pid, lambda process: process.memory_full_info().uss)
+
+
+def _with_psutil(pid: int, read: Callable[[Any], int]) -> int | None:
+    """A size read with psutil, where /proc is missing; None without psutil."""
     try:
         import psutil  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         return None
     try:
-        uss: int = psutil.Process(pid).memory_full_info().uss
+        return int(read(psutil.Process(pid)))
     except Exception:
         return None
-    return uss
 
 
 def describe(size: int) -> str:
