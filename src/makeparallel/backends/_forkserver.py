@@ -48,7 +48,7 @@ _CLOSE_GRACE = 2.0  # seconds the fork server gets to exit once told to
 _FIRST_WAIT = 0.005  # seconds the fork server leaves the first worker the machine
 
 
-def fork_worker(sock_fd: int, lifeline_fd: int) -> ForkedChild:
+def fork_worker(sock_fd: int, lifeline_fd: int) -> ForkedProcess:
     """Fork a worker straight from this process (only while it has one thread)."""
     _prepare()
     lifeline = os.dup(lifeline_fd)  # see ForkServer
@@ -58,7 +58,7 @@ def fork_worker(sock_fd: int, lifeline_fd: int) -> ForkedChild:
             _in_child(lambda: _become_quiet_copy({sock_fd, lifeline}), sock_fd, lifeline)
     finally:
         os.close(lifeline)
-    return ForkedChild(pid)
+    return ForkedProcess(pid, None)
 
 
 class ForkServer:
@@ -217,13 +217,6 @@ class ForkedProcess:
                 os.close(self._pidfd)
                 self._pidfd = None
         return self.returncode
-
-
-class ForkedChild(ForkedProcess):
-    """A worker forked straight from this process."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(pid, None)
 
 
 def _wait_for_child(pid: int, timeout: float | None) -> int | None:

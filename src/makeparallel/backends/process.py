@@ -45,6 +45,7 @@ This module must never block the I/O thread on a worker.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -223,35 +224,37 @@ class ProcessBackend(Backend):
         self._hand_out_later = False  # I/O thread: a hand-out waits for the end of a batch
         self._answered: deque[tuple[Task, bool, Any]] = deque()  # I/O thread: to report
         self._fork_server: ForkServer | None = None
-        self._forked: _Started | None = None  # the first worker, forked from here
         self._forking: list[tuple[int, socket.socket]] = []  # other first workers, on their way
         if self.setup.start == "fork":
-            self._fork_now()
+            worker = self._add_worker(self._fork_now())
+            if self._initializer is None:
+                # A forked worker is running Python already: its first task can wait in
+                # its socket while it finishes starting, rather than in the pool's queue.
+                worker.idle_since = time.monotonic()
+                self._idle.append(worker)
         # a forked worker shares its parent's pages until it writes to them
         self._memory_of = private_bytes if self._fork_server else resident_bytes
-        if self._forked is not None and self._initializer is None:
-            # A forked worker is running Python already: its first task can wait in
-            # its socket while it finishes starting, rather than in the pool's queue.
-            first, self._forked = self._forked, None
-            worker = self._add_worker(first)
-            worker.idle_since = time.monotonic()
-            self._idle.append(worker)
         self._thread = threading.Thread(target=self._loop, name=f"{self.pool_name}-io", daemon=True)
         self._thread.start()
         self._call(self._spawn_all)
 
-    def _fork_now(self) -> None:
-        """start="fork": fork all this pool needs before it has a thread of its own."""
+    def _fork_now(self) -> _Started:
+        """start="fork": fork all this pool needs before it has a thread of its own.
+
+        Returns the first worker, forked from here; the fork server forks the others.
+        """
         channels = [self._new_channel() for _ in range(self._min)]
         lifeline = _lifeline_read_end()
+        first: ForkedProcess | None = None
         try:
-            index, sock, child = channels[0]
-            self._forked = (index, fork_worker(child.fileno(), lifeline), sock)
+            first = fork_worker(channels[0][2].fileno(), lifeline)
             others = [child.fileno() for _, _, child in channels[1:]]
             self._fork_server = ForkServer(others, lifeline)
         except BaseException:  # fork failed (no memory, too many processes): leave nothing
-            if self._forked is not None:
-                self._forget_forked()
+            if first is not None:
+                with contextlib.suppress(OSError):
+                    first.kill()
+                _reap(first)
             for _, sock, _ in channels:
                 sock.close()
             self._selector.close()
@@ -263,18 +266,8 @@ class ProcessBackend(Backend):
                 child.close()
         self._forking = [(index, sock) for index, sock, _ in channels[1:]]
         self._planned = len(self._forking)
-
-    def _forget_forked(self) -> None:
-        """Stop the first worker forked here before anything was sent to it."""
-        assert self._forked is not None
-        _, proc, sock = self._forked
-        self._forked = None
-        try:
-            proc.kill()
-        except OSError:
-            pass
-        _reap(proc)
-        sock.close()
+        index, sock, _ = channels[0]
+        return index, first, sock
 
     # -- called from any thread -------------------------------------------
 
@@ -790,9 +783,6 @@ class ProcessBackend(Backend):
             self._commands.popleft()()
 
     def _spawn_all(self) -> None:
-        if self._forked is not None:
-            first, self._forked = self._forked, None
-            self._spawn(replacement=False, started=first)
         if self._fork_server is None:
             for _ in range(self._min):
                 self._spawn(replacement=False)
@@ -1219,8 +1209,6 @@ class ProcessBackend(Backend):
             if worker.pidfd is not None:
                 os.close(worker.pidfd)
         self._selector.close()
-        if self._forked is not None:  # never started: the thread failed at once
-            self._forget_forked()
         for _, sock in self._forking:
             sock.close()
         if self._fork_server is not None:
