@@ -50,15 +50,11 @@ _FIRST_WAIT = 0.005  # seconds the fork server leaves the first worker the machi
 
 def fork_worker(sock_fd: int, lifeline_fd: int) -> ForkedProcess:
     """Fork a worker straight from this process (only while it has one thread)."""
-    _prepare()
-    lifeline = os.dup(lifeline_fd)  # see ForkServer
-    try:
-        pid = os.fork()
-        if pid == 0:
-            _in_child(lambda: _become_quiet_copy({sock_fd, lifeline}), sock_fd, lifeline)
-    finally:
-        os.close(lifeline)
-    return ForkedProcess(pid, None)
+
+    def child(lifeline: int) -> NoReturn:
+        _in_child(lambda: _become_quiet_copy({sock_fd, lifeline}), sock_fd, lifeline)
+
+    return ForkedProcess(_fork(lifeline_fd, child), None)
 
 
 class ForkServer:
@@ -70,18 +66,9 @@ class ForkServer:
     """
 
     def __init__(self, first: list[int], lifeline_fd: int) -> None:
-        _prepare()
         parent_end, server_end = socket.socketpair()
-        # The lifeline's own descriptors are closed in every fork (process.py): pass a copy.
-        lifeline = os.dup(lifeline_fd)
-        try:
-            pid = os.fork()
-            if pid == 0:
-                _serve(server_end.fileno(), first, lifeline)  # never returns
-        finally:
-            os.close(lifeline)
+        self.pid = _fork(lifeline_fd, lambda lifeline: _serve(server_end.fileno(), first, lifeline))
         server_end.close()
-        self.pid = pid
         self._sock = parent_end
         self._lock = threading.Lock()
         self._exits: dict[int, int] = {}  # pid -> returncode, reported and not yet claimed
@@ -237,7 +224,8 @@ def _wait_for_child(pid: int, timeout: float | None) -> int | None:
         return None  # reaped by a SIGCHLD handler of the program's own
 
 
-def _prepare() -> None:
+def _fork(lifeline_fd: int, child: Callable[[int], NoReturn]) -> int:
+    """Fork; the child runs ``child`` with its own copy of the lifeline and never returns."""
     from .. import _worker  # noqa: F401  (imported once here, not in every worker)
 
     # or each fork would print what is still in the buffers again
@@ -246,6 +234,15 @@ def _prepare() -> None:
             stream.flush()
         except (AttributeError, OSError, ValueError):
             pass
+    # The lifeline's own descriptors are closed in every fork (process.py): pass a copy.
+    lifeline = os.dup(lifeline_fd)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            child(lifeline)
+    finally:
+        os.close(lifeline)
+    return pid
 
 
 # -- in a forked process -----------------------------------------------------
@@ -277,7 +274,7 @@ def _in_child(prepare: Callable[[], None], sock_fd: int, lifeline_fd: int) -> No
         os._exit(code)
 
 
-def _serve(control_fd: int, first: list[int], lifeline_fd: int) -> None:
+def _serve(control_fd: int, first: list[int], lifeline_fd: int) -> NoReturn:
     code = 0
     try:
         if first:
