@@ -91,6 +91,26 @@ def test_benchmark_script_runs(command: list[str]) -> None:
     run_script(*command)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_cold_profile_counts_what_each_pool_does(tmp_path: Path) -> None:
+    out = tmp_path / "cold.json"
+    run_script("cold_profile.py", "--rounds", "1", "--out", str(out))
+    rows = {row["key"]: row for row in json.loads(out.read_text())["rows"]}
+    assert {k: r["status"] for k, r in rows.items()} == dict.fromkeys(
+        ("ppe_fork", "makeparallel_fork", "makeparallel"), "ok"
+    )
+    # what is known of each pool: how it starts its workers
+    assert rows["makeparallel"]["forks"] == 0
+    assert rows["makeparallel_fork"]["forks"] == 2  # the first worker and the fork server
+    assert rows["ppe_fork"]["forks"] == 2
+    assert rows["makeparallel"]["threads"] == 1  # the I/O thread
+    # the fork server forks the second worker after the first answer, or 5 ms
+    assert rows["makeparallel_fork"]["processes"] in (2, 3)
+    for row in rows.values():
+        assert row["processes"] >= 2
+        assert min(row["faults"], row["pool_faults"], row["pool_cpu"]) > 0
+
+
 def check_section(name: str, section: dict[str, object]) -> None:
     tables = {t["key"]: t for t in section["tables"]}  # type: ignore[attr-defined]
     assert set(tables) == set(EXPECTED_ROWS[name])
