@@ -216,6 +216,50 @@ def test_a_pipe_the_parent_closes_reaches_eof(tmp_path: Path) -> None:
     assert found["eof"] is True
 
 
+@pytest.mark.parametrize("start", ["spawn", "fork"])
+def test_a_program_with_more_than_1024_descriptors_open(tmp_path: Path, start: str) -> None:
+    # A server with many connections open: select() cannot watch descriptors past 1023.
+    found = run_script(
+        tmp_path,
+        f"""
+        import json, os, resource
+        import makeparallel as mp
+
+        def crash():
+            os._exit(3)
+
+        if __name__ == "__main__":
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if hard != resource.RLIM_INFINITY and hard < 2048:
+                print(json.dumps({{"skip": f"the hard limit on open files is {{hard}}"}}))
+                raise SystemExit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+            held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+            with mp.Pool(workers=2, start={start!r}) as pool:
+                squares = list(pool.map(pow, range(20), [2] * 20))
+                try:
+                    pool.submit(crash).result()
+                except mp.WorkerCrashedError as error:
+                    code = error.exitcode
+                after = pool.submit(abs, -5).result()
+            try:
+                os.waitpid(-1, os.WNOHANG)
+                children_left = True
+            except ChildProcessError:
+                children_left = False
+            print(json.dumps({{"squares": squares, "code": code, "after": after,
+                              "children_left": children_left, "highest": max(held)}}))
+        """,
+    )
+    if "skip" in found:
+        pytest.skip(str(found["skip"]))
+    assert found["highest"] >= 1024
+    assert found["squares"] == [i * i for i in range(20)]
+    assert found["code"] == 3
+    assert found["after"] == 5  # the crashed worker was replaced
+    assert found["children_left"] is False
+
+
 def test_memory_limit_counts_only_what_a_worker_adds(tmp_path: Path) -> None:
     # A forked worker shares the parent's 200 MB: its resident size counts them, its own
     # memory does not; the limit must judge the latter.

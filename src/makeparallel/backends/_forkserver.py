@@ -27,6 +27,7 @@ control socket (the pool shut down, or this process died).
 from __future__ import annotations
 
 import gc
+import math
 import os
 import select
 import signal
@@ -196,7 +197,7 @@ class ForkedProcess:
     def wait(self, timeout: float | None = None) -> int | None:
         if not self._ended:
             if self._server is None:
-                self.returncode = _wait_for_child(self.pid, timeout)
+                self.returncode = _wait_for_child(self.pid, timeout, self._pidfd)
             else:
                 self.returncode = self._server.wait(self.pid, timeout)
             self._ended = True
@@ -206,8 +207,47 @@ class ForkedProcess:
         return self.returncode
 
 
-def _wait_for_child(pid: int, timeout: float | None) -> int | None:
-    """Reap child ``pid``: its returncode, or None if someone else reaped it first."""
+def _wait_for_child(pid: int, timeout: float | None, pidfd: int | None = None) -> int | None:
+    """Reap child ``pid``: its returncode, or None if someone else reaped it first.
+
+    Waits on a pidfd (``pidfd``, or one opened here) where there are pidfds;
+    raises ``subprocess.TimeoutExpired`` if the child is still running.
+    """
+    own = None
+    if pidfd is None:
+        try:
+            pidfd = own = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # no pidfds here, or the child is reaped already
+            return _poll_for_child(pid, timeout)
+    try:
+        ended = _readable([pidfd], timeout)
+    finally:
+        if own is not None:
+            os.close(own)
+    if not ended:
+        raise subprocess.TimeoutExpired(f"process {pid}", timeout or 0.0)
+    try:
+        _, status = os.waitpid(pid, 0)  # it has ended: this does not block
+    except ChildProcessError:
+        return None  # reaped by a SIGCHLD handler of the program's own
+    return os.waitstatus_to_exitcode(status)
+
+
+def _readable(fds: list[int], timeout: float | None) -> list[int]:
+    """Those of ``fds`` readable within ``timeout`` seconds (None: wait until one is).
+
+    ``poll``, not ``select``: a descriptor numbered 1024 or more (a program
+    with many files or connections open) is out of ``select``'s range.
+    """
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    milliseconds = None if timeout is None else max(0, math.ceil(timeout * 1000))
+    return [fd for fd, _ in poller.poll(milliseconds)]
+
+
+def _poll_for_child(pid: int, timeout: float | None) -> int | None:
+    """``_wait_for_child`` without pidfds: ``waitpid`` at growing intervals."""
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = 0.0005
     try:
@@ -280,7 +320,7 @@ def _serve(control_fd: int, first: list[int], lifeline_fd: int) -> NoReturn:
         if first:
             # On a machine with few CPUs, forking the others would slow the first
             # worker down: wait until it has answered (the parent says so), or briefly.
-            select.select([control_fd], [], [], _FIRST_WAIT)
+            _readable([control_fd], _FIRST_WAIT)
         _become_quiet_copy({control_fd, lifeline_fd, *first})
         _serve_requests(control_fd, first, lifeline_fd)
     except BaseException:
@@ -302,7 +342,7 @@ def _serve_requests(control_fd: int, first: list[int], lifeline_fd: int) -> None
             os.close(sock_fd)
         os.close(lifeline_fd)
         while True:
-            readable, _, _ = select.select([control_fd, wake_r], [], [])
+            readable = _readable([control_fd, wake_r], None)
             if wake_r in readable:
                 _drain(wake_r)
                 _report_exits(control)
