@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import random
 import signal
@@ -317,6 +318,80 @@ def test_no_fork_warning_with_threads_running(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "DeprecationWarning" not in result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_from_the_program_leaves_its_pools_alone(tmp_path: Path) -> None:
+    # As a pre-forking server does: the program makes a pool, then forks children.
+    gate = tmp_path / "gate"
+    script = tmp_path / "forks.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, os, sys, time
+            import makeparallel as mp
+
+            def wait_for_gate():
+                while not os.path.exists({str(gate)!r}):
+                    time.sleep(0.01)
+                return os.getpid()
+
+            def square(x):
+                return x * x
+
+            if __name__ == "__main__":
+                pool = mp.Pool(workers=2, backend="process")
+                running = pool.submit(wait_for_gate)
+                while not running.running():
+                    time.sleep(0.01)
+                workers = sorted(pool._backend.worker_pids())
+                read_end, write_end = os.pipe()
+                child = os.fork()
+                if child == 0:
+                    seen = {{}}
+                    try:
+                        pool.submit(square, 2)
+                    except RuntimeError as error:
+                        seen["submit"] = str(error)
+                    seen["cancel"] = running.cancel()
+                    try:
+                        running.result(timeout=0.2)
+                    except TimeoutError:
+                        seen["result"] = "timeout"
+                    seen["own pool"] = mp.parallel_map(square, [1, 2, 3])
+                    seen["shutdown"] = pool.shutdown().cancelled
+                    os.write(write_end, json.dumps(seen).encode())
+                    sys.exit(0)  # a normal exit: its atexit hooks run
+                _, status = os.waitpid(child, 0)
+                seen = json.loads(os.read(read_end, 65536))
+                open({str(gate)!r}, "w").close()
+                seen["running"] = running.result(timeout=30) in workers
+                seen["after"] = pool.submit(square, 7).result(timeout=30)
+                seen["same workers"] = sorted(pool._backend.worker_pids()) == workers
+                seen["child status"] = os.waitstatus_to_exitcode(status)
+                pool.shutdown()
+                print(json.dumps(seen))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "belongs to process" in seen["submit"]
+    assert seen["cancel"] is False  # the parent's task is not the child's to stop
+    assert seen["result"] == "timeout"  # nor its answer the child's to read
+    assert seen["own pool"] == [1, 4, 9]  # the child's default pool is its own
+    assert seen["shutdown"] == 0
+    assert seen["child status"] == 0
+    assert seen["running"] is True
+    assert seen["after"] == 49
+    assert seen["same workers"] is True  # the child stopped none of them
 
 
 def test_workers_that_cannot_start_fail_the_tasks_instead_of_looping(

@@ -156,6 +156,7 @@ class Pool(concurrent.futures.Executor):
             start=check_start(start),
         )
         self.name = name or f"makeparallel-{next(_pool_numbers)}"
+        self._pid = os.getpid()  # a process forked from this one has a copy, and no workers
         self.workers = count  # the most workers this pool runs at once
         self._min_workers = least  # the fewest it keeps
         self._lock = threading.Lock()
@@ -321,6 +322,12 @@ class Pool(concurrent.futures.Executor):
             self._room.wait(remaining)
 
     def _check_open(self) -> None:
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                f"pool {self.name!r} belongs to process {self._pid}; this process was forked "
+                "from it and has none of its workers or threads: create a new pool here "
+                "(the default pool of @parallel and parallel_map is new in every forked process)"
+            )
         if self._state != _RUNNING:
             raise RuntimeError(f"cannot schedule new tasks after pool {self.name!r} shut down")
 
@@ -510,14 +517,16 @@ class Pool(concurrent.futures.Executor):
         Returns what is left of ``timeout``.
         """
         task = self._running.get(handle.task_id)
-        if task is None:
-            return timeout
+        if task is None or os.getpid() != self._pid:
+            return timeout  # (in a forked process the answer is the parent's to read)
         deadline = None if timeout is None else time.monotonic() + timeout
         self._backend.read_here(task, deadline)
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def _cancel_running(self, handle: Handle[Any]) -> bool:
         """The handle's canceller: stop its running attempt, or forget its scheduled retry."""
+        if os.getpid() != self._pid:
+            return False  # a forked process's copy: the task is the parent's
         with self._lock:
             task = self._running.get(handle.task_id)
             if task is None:
@@ -630,6 +639,8 @@ class Pool(concurrent.futures.Executor):
         """
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout}")
+        if os.getpid() != self._pid:
+            return ShutdownSummary()  # a forked process's copy: the workers are the parent's
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             if self._state == _CLOSED:
@@ -827,6 +838,14 @@ def _track(pool: Pool) -> None:
             previous(kind, value, tb)
 
         sys.excepthook = note_uncaught
+
+
+def _forget_pools_in_child() -> None:
+    # A forked process must not shut down, at its exit, the pools of its parent.
+    _live_pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 def live_pools() -> list[Pool]:
