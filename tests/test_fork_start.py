@@ -192,6 +192,55 @@ def test_every_task_ends_once_while_forked_workers_are_killed_at_random(
     assert 0 < found["crashed"] <= found["kills"]  # only the tasks that were running
 
 
+def test_a_cancelled_task_takes_the_processes_it_started_along(tmp_path: Path) -> None:
+    # Both the first worker (forked from here) and one forked by the fork server.
+    found = run_script(
+        tmp_path,
+        """
+        import json, os, subprocess, sys, time
+        import makeparallel as mp
+
+        def start_then_hang(path):
+            shell = subprocess.Popen(
+                ["sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE, text=True
+            )
+            grandchild = shell.stdout.readline().strip()
+            with open(path + ".tmp", "w") as out:
+                out.write(f"{shell.pid} {grandchild}")
+            os.replace(path + ".tmp", path)
+            time.sleep(300)
+
+        def alive(pid):
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+            except FileNotFoundError:
+                return False
+
+        def wait_until(condition):
+            deadline = time.monotonic() + 30
+            while not condition():
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+
+        if __name__ == "__main__":
+            ended = []
+            with mp.Pool(workers=1, start="fork") as pool:
+                for round in range(2):  # the second worker is the fork server's
+                    path = os.path.join(sys.argv[1], f"pids{round}")
+                    handle = pool.submit(start_then_hang, path)
+                    wait_until(lambda: os.path.exists(path))
+                    pids = [int(pid) for pid in open(path).read().split()]
+                    started = all(map(alive, pids))
+                    handle.cancel()
+                    wait_until(lambda: not any(map(alive, pids)))
+                    ended.append(started)
+            print(json.dumps({"ended": ended}))
+        """,
+    )
+    assert found["ended"] == [True, True]  # they ran, and ended with the task
+
+
 def test_a_pipe_the_parent_closes_reaches_eof(tmp_path: Path) -> None:
     # If the fork server or a worker kept a copy of the write end, the reader would hang.
     found = run_script(

@@ -48,6 +48,26 @@ def segfault() -> None:
     ctypes.string_at(0)
 
 
+def start_processes_then_hang(path: str) -> None:
+    """Start a shell that starts a process of its own; write both pids to ``path``; hang."""
+    shell = subprocess.Popen(
+        ["sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE, text=True
+    )
+    assert shell.stdout is not None
+    grandchild = shell.stdout.readline().strip()
+    Path(path + ".tmp").write_text(f"{shell.pid} {grandchild}")
+    os.replace(path + ".tmp", path)
+    time.sleep(300)
+
+
+def started_pids(path: Path) -> list[int]:
+    wait_until(path.exists, what="the task to start its processes")
+    pids = [int(pid) for pid in path.read_text().split()]
+    assert len(pids) == 2
+    assert all(alive(pid) for pid in pids)
+    return pids
+
+
 def square(x: int) -> int:
     return x * x
 
@@ -247,6 +267,56 @@ def test_workers_die_when_the_parent_is_killed(tmp_path: Path, start: str) -> No
     proc.kill()
     proc.communicate()
     wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10, what="orphans to exit")
+
+
+def test_a_cancelled_task_takes_the_processes_it_started_along(tmp_path: Path) -> None:
+    # Killing only the worker would leave the task's processes running as orphans.
+    path = tmp_path / "pids"
+    with mp.Pool(workers=1, backend="process") as pool:
+        handle = pool.submit(start_processes_then_hang, str(path))
+        pids = started_pids(path)
+        assert handle.cancel()
+        wait_until(lambda: not any(alive(pid) for pid in pids), what="the task's processes to end")
+        assert pool.submit(square, 3).result(timeout=DEADLINE) == 9
+
+
+def test_a_task_past_its_timeout_takes_the_processes_it_started_along(tmp_path: Path) -> None:
+    path = tmp_path / "pids"
+    with mp.Pool(workers=1, backend="process") as pool:
+        # long enough for a shell and its child to start, well before the deadline
+        bounded = mp.parallel(start_processes_then_hang).options(pool=pool, timeout=2.0)
+        handle = bounded(str(path))
+        pids = started_pids(path)
+        with pytest.raises(mp.TaskTimeoutError):
+            handle.result(timeout=DEADLINE)
+        wait_until(lambda: not any(alive(pid) for pid in pids), what="the task's processes to end")
+
+
+def test_the_processes_a_task_started_end_when_the_parent_is_killed(tmp_path: Path) -> None:
+    path = tmp_path / "pids"
+    script = tmp_path / "parent_of_a_busy_task.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, time
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            import makeparallel as mp
+            from test_robustness import start_processes_then_hang
+
+            if __name__ == "__main__":
+                pool = mp.Pool(workers=1, backend="process")
+                pool.submit(start_processes_then_hang, {str(path)!r})
+                time.sleep(600)
+            """
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
+    try:
+        pids = started_pids(path)
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_until(lambda: not any(alive(pid) for pid in pids), what="the task's processes to end")
 
 
 def test_one_ctrl_c_stops_everything(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ WORKER_MODULES = (
     "makeparallel._worker_state",
     "makeparallel.task",
     "makeparallel._chunk",
+    "makeparallel._process_tree",
 )
 
 

@@ -26,6 +26,7 @@ from time import perf_counter
 from . import _serialize, _wire, _worker_state
 from . import task as task_api
 from ._chunk import run_items
+from ._process_tree import kill_all, stop_descendants
 
 # Start-up time matters (every new or replacement worker pays it): no typing at
 # run time, and the C modules under signal, socket and threading, whose Python
@@ -97,7 +98,10 @@ def _name_in_full(name: str) -> None:
 
 
 def _watch_parent(lifeline_fd: int) -> None:
-    """Exit the moment the parent dies: its end of the lifeline closes with it."""
+    """Exit the moment the parent dies: its end of the lifeline closes with it.
+
+    The processes the running task started go too, as when the pool kills a worker.
+    """
 
     def watch() -> None:
         try:
@@ -105,7 +109,10 @@ def _watch_parent(lifeline_fd: int) -> None:
                 pass
         except OSError:
             pass
-        os._exit(0)
+        try:
+            kill_all(stop_descendants(os.getpid()))
+        finally:
+            os._exit(0)
 
     _thread.start_new_thread(watch, ())
 

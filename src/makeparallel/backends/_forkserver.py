@@ -187,12 +187,15 @@ class ForkedProcess:
             self._pidfd = None
 
     def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def send_signal(self, signum: int) -> None:
         if self._ended:
             return
         if self._pidfd is not None:  # a pidfd cannot reach a later process with the same pid
-            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            signal.pidfd_send_signal(self._pidfd, signum)
         else:
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid, signum)
 
     def wait(self, timeout: float | None = None) -> int | None:
         if not self._ended:

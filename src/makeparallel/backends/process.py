@@ -65,6 +65,7 @@ from .. import _serialize, _wire
 from .. import pool as _pool_settings
 from .._memory import describe as describe_size
 from .._memory import private_bytes, resident_bytes
+from .._process_tree import can_list_children, kill_all, stop_descendants
 from .._task import (
     Task,
     describe_exit,
@@ -1239,10 +1240,19 @@ def _nothing() -> None:
 
 
 def _kill(worker: _Worker) -> None:
+    """Kill the worker, and every process its task started (``_process_tree``)."""
+    started: list[int] = []
+    if can_list_children():
+        try:
+            worker.proc.send_signal(signal.SIGSTOP)  # it starts no process while they are found
+            started = stop_descendants(worker.proc.pid)
+        except OSError:
+            pass  # it has ended: what it started is out of reach (or ended with it)
     try:
         worker.proc.kill()
     except OSError:
         pass
+    kill_all(started)
 
 
 def _reap(proc: _Process) -> int | None:
