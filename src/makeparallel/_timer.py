@@ -1,7 +1,10 @@
 """One thread per pool that runs callbacks at given times (timeouts, retry back-off).
 
 It never runs user code: callbacks are the pool's own short functions.
-Times are ``time.monotonic()`` seconds, immune to wall-clock changes.
+Times are ``time.monotonic()`` seconds, immune to wall-clock changes. The
+thread starts with the first callback and leaves after ``_LINGER`` seconds
+with none, so a pool without timeouts has no timer thread, and one that is
+garbage-collected does not leave one behind.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from collections.abc import Callable
 
 logger = logging.getLogger("makeparallel")
+_LINGER = 5.0  # seconds the thread waits for another callback before it leaves
 
 
 class TimerEntry:
@@ -81,8 +85,13 @@ class Timer:
                         heapq.heappop(self._heap)
                         self._cancelled = max(0, self._cancelled - 1)
                         continue
-                    delay = self._heap[0][0] - time.monotonic() if self._heap else None
-                    if delay is not None and delay <= 0:
+                    if not self._heap:
+                        if not self._wake.wait(_LINGER) and not (self._heap or self._closed):
+                            self._thread = None  # call_at starts another when one is needed
+                            return
+                        continue
+                    delay = self._heap[0][0] - time.monotonic()
+                    if delay <= 0:
                         entry = heapq.heappop(self._heap)[2]
                         entry.cancelled = True
                         break

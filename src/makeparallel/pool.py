@@ -62,6 +62,9 @@ logger = logging.getLogger("makeparallel")
 _RUNNING, _CLOSING, _CLOSED = "running", "closing", "closed"
 _pool_numbers = itertools.count(1)
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+# Pools with work queued, running or waiting to retry: a pool its program no longer
+# holds finishes that work before it is collected (and its workers let go).
+_busy_pools: set[Pool] = set()
 
 
 def check_workers(value: object, parameter: str = "workers") -> int | None:
@@ -175,7 +178,12 @@ class Pool(concurrent.futures.Executor):
         reads_here = type(self._backend).read_here is not Backend.read_here
         self._reader = self._read_here if reads_here else None
         self.backend = self._backend.kind if not isinstance(backend, str) else resolve_kind(backend)
-        self._backend.start(self)
+        # The engine's threads see the pool through a weak reference, so a pool that
+        # nobody holds any more (no handle of an unfinished task either) is collected,
+        # and its workers and threads go with it, as a ProcessPoolExecutor's do.
+        self._backend.start(_WeakSink(self))
+        self._abandon = weakref.finalize(self, self._backend.abandon)
+        self._abandon.atexit = False  # at exit, _shutdown_at_exit finishes the submitted work
         _track(self)
 
     # -- submitting --------------------------------------------------------
@@ -298,6 +306,7 @@ class Pool(concurrent.futures.Executor):
             broken = self._broken
             if broken is None:
                 self._pending.append(task)
+                _busy_pools.add(self)  # kept until its work is done, even if dropped meanwhile
         if broken is not None:
             task.handle._fail(broken)
             return
@@ -551,6 +560,7 @@ class Pool(concurrent.futures.Executor):
             idle = not self._pending and not self._running and not self._retrying
             if idle:
                 self._changed.notify_all()
+                _busy_pools.discard(self)
             close_now = idle and self._state == _CLOSING and not self._engine_closed
             if close_now:
                 self._engine_closed = True
@@ -679,6 +689,8 @@ class Pool(concurrent.futures.Executor):
                 self._stop_straggler(task)
         self._backend.close(deadline)
         self._timer.close()
+        self._abandon.detach()  # closed: nothing is left to let go of when it is collected
+        _busy_pools.discard(self)
         self._state = _CLOSED
         return ShutdownSummary.of(unfinished, stopped=stragglers)
 
@@ -712,6 +724,42 @@ class Pool(concurrent.futures.Executor):
             f"<Pool name={self.name!r} backend={self.backend!r} workers={self.workers} "
             f"state={self._state}>"
         )
+
+
+class _WeakSink:
+    """A pool as its engine sees it, without keeping it alive; once it is gone,
+    nothing waits and nothing is reported."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = weakref.ref(pool)
+
+    def take(self, ahead: bool = False) -> Task | None:
+        pool = self._pool()
+        return None if pool is None else pool.take(ahead)
+
+    def take_some(self, limit: int, ahead: bool = False) -> list[Task]:
+        pool = self._pool()
+        return [] if pool is None else pool.take_some(limit, ahead)
+
+    def has_pending(self) -> bool:
+        pool = self._pool()
+        return pool is not None and pool.has_pending()
+
+    def pending_count(self) -> int:
+        pool = self._pool()
+        return 0 if pool is None else pool.pending_count()
+
+    def finished(self, task: Task, ok: bool, value: Any) -> None:
+        pool = self._pool()
+        if pool is not None:
+            pool.finished(task, ok, value)
+
+    def broken(self, error: BaseException) -> None:
+        pool = self._pool()
+        if pool is not None:
+            pool.broken(error)
 
 
 def check_start(start: object) -> str:
@@ -843,6 +891,7 @@ def _track(pool: Pool) -> None:
 def _forget_pools_in_child() -> None:
     # A forked process must not shut down, at its exit, the pools of its parent.
     _live_pools.clear()
+    _busy_pools.clear()
 
 
 os.register_at_fork(after_in_child=_forget_pools_in_child)

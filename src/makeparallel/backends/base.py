@@ -104,6 +104,13 @@ class Backend(abc.ABC):
         """Stop a running task, reporting ``error`` for it. False when the engine cannot."""
         return False
 
+    def abandon(self) -> None:  # noqa: B027 - engines without threads have nothing to release
+        """The pool was garbage-collected: let the workers go, as ``close`` would.
+
+        Called from a finalizer, in whatever thread the garbage collector ran,
+        which may hold this engine's locks: take none.
+        """
+
     @abc.abstractmethod
     def close(self, deadline: float | None, wait: bool = True) -> None:
         """Release the workers once no task runs; stop any still running at ``deadline``."""

@@ -201,6 +201,7 @@ class ProcessBackend(Backend):
         self._selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
         self._commands: deque[Callable[[], None]] = deque()
         self._wake_closed = False
+        self._abandoned = False  # the pool was collected (abandon): close from the I/O thread
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
         self._backlog: deque[Task] = deque()
@@ -535,6 +536,14 @@ class ProcessBackend(Backend):
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic()) + 2.0
         self._thread.join(remaining)
 
+    def abandon(self) -> None:
+        self._abandoned = True
+        if not self._wake_closed:
+            try:
+                os.write(self._wake_w, b"\0")  # no lock: a flag, and a byte to wake the I/O thread
+            except OSError:
+                pass  # the pipe is full (a wake-up is pending) or closed (it has ended)
+
     def _live(self) -> list[_Worker]:
         return [w for w in self._workers if not w.dead and not w.retiring]
 
@@ -691,6 +700,8 @@ class ProcessBackend(Backend):
                 self._enforce_deadline()
                 self._retire_idle_expired()
                 self._kill_over_memory()
+                if self._abandoned and not self._closing:
+                    self.close(None, wait=False)
         except BaseException as exc:  # a bug here must not leave handles waiting forever
             logger.critical("makeparallel I/O thread failed", exc_info=True)
             self._give_up(TaskError(f"the pool's I/O thread failed: {exc!r}"))

@@ -23,6 +23,7 @@ from ._inline import run_here
 from .base import Backend, EngineStats, Sink
 
 logger = logging.getLogger("makeparallel")
+_ABANDONED_CHECK = 5.0  # seconds an idle thread waits before it checks that its pool exists
 
 
 class ThreadBackend(Backend):
@@ -107,10 +108,18 @@ class ThreadBackend(Backend):
                         return
                     if not self._sink.has_pending():
                         self._idle += 1
-                        woken = self._wake.wait(self.setup.idle_timeout)
+                        idle_timeout = self.setup.idle_timeout
+                        # without an idle timeout, look now and then whether the pool is gone
+                        woken = self._wake.wait(
+                            _ABANDONED_CHECK if idle_timeout is None else idle_timeout
+                        )
                         if not woken:  # whoever notifies takes this thread off the idle count
                             self._idle -= 1
-                            if self._leave_if_surplus(idle_too_long=True):
+                            if self._stopping:
+                                return  # abandoned: close() was not called to notify
+                            if idle_timeout is not None and self._leave_if_surplus(
+                                idle_too_long=True
+                            ):
                                 return
                 continue
             task.assign(name)
@@ -127,6 +136,9 @@ class ThreadBackend(Backend):
                 if not stopping:
                     self._start_thread()  # a fresh thread takes this one's place
                 return
+
+    def abandon(self) -> None:
+        self._stopping = True  # no lock: each thread sees it when it next looks
 
     def close(self, deadline: float | None, wait: bool = True) -> None:
         with self._wake:
