@@ -295,20 +295,19 @@ def test_a_task_past_its_timeout_takes_the_processes_it_started_along(tmp_path: 
 def test_the_processes_a_task_started_end_when_the_parent_is_killed(tmp_path: Path) -> None:
     path = tmp_path / "pids"
     script = tmp_path / "parent_of_a_busy_task.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import sys, time
-            sys.path.insert(0, {str(Path(__file__).parent)!r})
-            import makeparallel as mp
-            from test_robustness import start_processes_then_hang
+    write_program(
+        script,
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import makeparallel as mp
+        from test_robustness import start_processes_then_hang
 
-            if __name__ == "__main__":
-                pool = mp.Pool(workers=1, backend="process")
-                pool.submit(start_processes_then_hang, {str(path)!r})
-                time.sleep(600)
-            """
-        )
+        if __name__ == "__main__":
+            pool = mp.Pool(workers=1, backend="process")
+            pool.submit(start_processes_then_hang, {str(path)!r})
+            time.sleep(600)
+        """,
     )
     proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
     try:
@@ -333,60 +332,68 @@ def test_one_ctrl_c_stops_everything(tmp_path: Path) -> None:
 def test_normal_exit_waits_for_submitted_work(tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
     script = tmp_path / "fire_and_forget.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import makeparallel as mp
+    write_program(
+        script,
+        f"""
+        import makeparallel as mp
 
-            @mp.parallel
-            def write(path, text):
-                with open(path, "w") as f:
-                    f.write(text)
+        @mp.parallel
+        def write(path, text):
+            with open(path, "w") as f:
+                f.write(text)
 
-            if __name__ == "__main__":
-                write({str(out)!r}, "done")
-            """
-        )
+        if __name__ == "__main__":
+            write({str(out)!r}, "done")
+        """,
     )
     subprocess.run([sys.executable, str(script)], check=True, timeout=60)
     assert out.read_text() == "done"
 
 
-def test_no_fork_warning_with_threads_running(tmp_path: Path) -> None:
-    script = tmp_path / "threads.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import os, signal, threading
-            import makeparallel as mp
+def write_program(path: Path, source: str) -> None:
+    path.write_text(textwrap.dedent(source))
 
-            def die():
-                os.kill(os.getpid(), signal.SIGKILL)
 
-            def square(x):
-                return x * x
-
-            if __name__ == "__main__":
-                event = threading.Event()
-                threading.Thread(target=event.wait, daemon=True).start()
-                with mp.Pool(workers=2, backend="process") as pool:
-                    try:
-                        pool.submit(die).result()
-                    except mp.WorkerCrashedError:
-                        pass
-                    assert pool.submit(square, 5).result() == 25
-                event.set()
-            """
-        )
-    )
-    result = subprocess.run(
-        [sys.executable, "-W", "error", str(script)],
+def run_program(script: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter with these options; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, *options, str(script)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_no_fork_warning_with_threads_running(tmp_path: Path) -> None:
+    script = tmp_path / "threads.py"
+    write_program(
+        script,
+        """
+        import os, signal, threading
+        import makeparallel as mp
+
+        def die():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        def square(x):
+            return x * x
+
+        if __name__ == "__main__":
+            event = threading.Event()
+            threading.Thread(target=event.wait, daemon=True).start()
+            with mp.Pool(workers=2, backend="process") as pool:
+                try:
+                    pool.submit(die).result()
+                except mp.WorkerCrashedError:
+                    pass
+                assert pool.submit(square, 5).result() == 25
+            event.set()
+        """,
+    )
+    result = run_program(script, "-W", "error")
     assert "DeprecationWarning" not in result.stderr
 
 
@@ -395,63 +402,55 @@ def test_a_process_forked_from_the_program_leaves_its_pools_alone(tmp_path: Path
     # As a pre-forking server does: the program makes a pool, then forks children.
     gate = tmp_path / "gate"
     script = tmp_path / "forks.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import json, os, sys, time
-            import makeparallel as mp
+    write_program(
+        script,
+        f"""
+        import json, os, sys, time
+        import makeparallel as mp
 
-            def wait_for_gate():
-                while not os.path.exists({str(gate)!r}):
-                    time.sleep(0.01)
-                return os.getpid()
+        def wait_for_gate():
+            while not os.path.exists({str(gate)!r}):
+                time.sleep(0.01)
+            return os.getpid()
 
-            def square(x):
-                return x * x
+        def square(x):
+            return x * x
 
-            if __name__ == "__main__":
-                pool = mp.Pool(workers=2, backend="process")
-                running = pool.submit(wait_for_gate)
-                while not running.running():
-                    time.sleep(0.01)
-                workers = sorted(pool._backend.worker_pids())
-                read_end, write_end = os.pipe()
-                child = os.fork()
-                if child == 0:
-                    seen = {{}}
-                    try:
-                        pool.submit(square, 2)
-                    except RuntimeError as error:
-                        seen["submit"] = str(error)
-                    seen["cancel"] = running.cancel()
-                    try:
-                        running.result(timeout=0.2)
-                    except TimeoutError:
-                        seen["result"] = "timeout"
-                    seen["own pool"] = mp.parallel_map(square, [1, 2, 3])
-                    seen["shutdown"] = pool.shutdown().cancelled
-                    os.write(write_end, json.dumps(seen).encode())
-                    sys.exit(0)  # a normal exit: its atexit hooks run
-                _, status = os.waitpid(child, 0)
-                seen = json.loads(os.read(read_end, 65536))
-                open({str(gate)!r}, "w").close()
-                seen["running"] = running.result(timeout=30) in workers
-                seen["after"] = pool.submit(square, 7).result(timeout=30)
-                seen["same workers"] = sorted(pool._backend.worker_pids()) == workers
-                seen["child status"] = os.waitstatus_to_exitcode(status)
-                pool.shutdown()
-                print(json.dumps(seen))
-            """
-        )
+        if __name__ == "__main__":
+            pool = mp.Pool(workers=2, backend="process")
+            running = pool.submit(wait_for_gate)
+            while not running.running():
+                time.sleep(0.01)
+            workers = sorted(pool._backend.worker_pids())
+            read_end, write_end = os.pipe()
+            child = os.fork()
+            if child == 0:
+                seen = {{}}
+                try:
+                    pool.submit(square, 2)
+                except RuntimeError as error:
+                    seen["submit"] = str(error)
+                seen["cancel"] = running.cancel()
+                try:
+                    running.result(timeout=0.2)
+                except TimeoutError:
+                    seen["result"] = "timeout"
+                seen["own pool"] = mp.parallel_map(square, [1, 2, 3])
+                seen["shutdown"] = pool.shutdown().cancelled
+                os.write(write_end, json.dumps(seen).encode())
+                sys.exit(0)  # a normal exit: its atexit hooks run
+            _, status = os.waitpid(child, 0)
+            seen = json.loads(os.read(read_end, 65536))
+            open({str(gate)!r}, "w").close()
+            seen["running"] = running.result(timeout=30) in workers
+            seen["after"] = pool.submit(square, 7).result(timeout=30)
+            seen["same workers"] = sorted(pool._backend.worker_pids()) == workers
+            seen["child status"] = os.waitstatus_to_exitcode(status)
+            pool.shutdown()
+            print(json.dumps(seen))
+        """,
     )
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_program(script, "-W", "ignore::DeprecationWarning")  # the program's own fork
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert "belongs to process" in seen["submit"]
     assert seen["cancel"] is False  # the parent's task is not the child's to stop
