@@ -9,11 +9,13 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import makeparallel as mp
+from polling import wait_for_file
 
 DEADLINE = 10.0
 
@@ -413,6 +415,39 @@ def test_callbacks_fire_for_process_tasks(process_pool: mp.Pool) -> None:
 
     assert fired.wait(DEADLINE)
     assert seen == [81]
+
+
+def test_waiting_inside_a_callback_on_the_io_thread_fails_at_once(
+    process_pool: mp.Pool, tmp_path: Path
+) -> None:
+    # The I/O thread delivers results: a callback there that waited for one would
+    # stall the whole pool for ever. It gets an error instead, and may still chain.
+    done = threading.Event()
+    seen: dict[str, Any] = {}
+
+    def in_callback(_: Any) -> None:
+        chained = process_pool.submit(square, 5)
+        for what, wait in (
+            ("result", lambda: chained.result(DEADLINE)),
+            ("exception", lambda: chained.exception(DEADLINE)),
+            ("map", lambda: process_pool.map(square, [1, 2])),
+        ):
+            try:
+                wait()
+            except RuntimeError as error:
+                seen[what] = str(error)
+        chained.on_complete(lambda value: (seen.setdefault("chained", value), done.set()))
+
+    gate = tmp_path / "gate"
+    first = process_pool.submit(wait_for_file, str(gate))
+    first.on_complete(in_callback)  # before it can end; and no result(): the I/O thread reads
+    gate.touch()
+
+    assert done.wait(DEADLINE)
+    assert seen["chained"] == 25
+    for what in ("result", "exception", "map"):
+        assert "would wait for ever" in seen[what], what
+    assert process_pool.submit(square, 3).result(DEADLINE) == 9
 
 
 def test_late_registration_fires_at_once(thread_pool: mp.Pool) -> None:

@@ -48,6 +48,7 @@ class TaskState(enum.StrEnum):
     TIMED_OUT = "timed_out"
 
 
+_UNFINISHED = frozenset({TaskState.PENDING, TaskState.RUNNING})
 _TERMINAL = frozenset(
     {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT}
 )
@@ -189,7 +190,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         with self._state_lock:
             if self._state is _FUTURE_FINISHED and self._exception is None:
                 return self._result  # type: ignore[return-value]  # what Future.result does
-        if self._reader is not None and self._task_state is TaskState.RUNNING:
+        if self._reader is not None and self._task_state in _UNFINISHED:
             timeout = self._reader(self, timeout)
         try:
             return super().result(timeout)
@@ -199,6 +200,8 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             raise self._cancelled_error() from None
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._reader is not None and self._task_state in _UNFINISHED:
+            timeout = self._reader(self, timeout)
         try:
             exc = super().exception(timeout)
         except concurrent.futures.CancelledError as cancelled:

@@ -520,11 +520,21 @@ class Pool(concurrent.futures.Executor):
         self._settle(task, False, error)
         self._after_change()
 
+    def _refuse_to_wait_here(self, what: str) -> None:
+        if self._backend.delivers_here():
+            raise RuntimeError(
+                f"waiting {what} in a callback on the I/O thread of pool {self.name!r} would "
+                "wait for ever: that thread delivers the results. Chain the next step with "
+                "on_complete or add_done_callback, or wait in a thread of your own"
+            )
+
     def _read_here(self, handle: Handle[Any], timeout: float | None) -> float | None:
         """The handle's reader: let the engine wait for its running task in this thread.
 
-        Returns what is left of ``timeout``.
+        Returns what is left of ``timeout``. Refuses to wait in the thread that
+        delivers this pool's results (a callback runs there): it would wait for ever.
         """
+        self._refuse_to_wait_here(f"for {handle!r}")
         task = self._running.get(handle.task_id)
         if task is None or os.getpid() != self._pid:
             return timeout  # (in a forked process the answer is the parent's to read)

@@ -104,6 +104,10 @@ class Backend(abc.ABC):
         """Stop a running task, reporting ``error`` for it. False when the engine cannot."""
         return False
 
+    def delivers_here(self) -> bool:
+        """Whether this thread is the one that delivers the pool's results."""
+        return False
+
     def abandon(self) -> None:  # noqa: B027 - engines without threads have nothing to release
         """The pool was garbage-collected: let the workers go, as ``close`` would.
 

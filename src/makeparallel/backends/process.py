@@ -536,6 +536,9 @@ class ProcessBackend(Backend):
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic()) + 2.0
         self._thread.join(remaining)
 
+    def delivers_here(self) -> bool:
+        return threading.get_ident() == self._io_ident
+
     def abandon(self) -> None:
         self._abandoned = True
         if not self._wake_closed:
