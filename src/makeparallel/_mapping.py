@@ -156,7 +156,7 @@ def imap_batches(
     """
     check_map_arguments(fn, chunksize, on_error)
     pool._check_open()
-    pool._refuse_to_wait_here("for a map")
+    pool._refuse_to_wait_here("a map")
     if length is None:
         length = _length_hint(iterable)
     items = _batches_of(iterable)

@@ -65,6 +65,7 @@ _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 # Pools with work queued, running or waiting to retry: a pool its program no longer
 # holds finishes that work before it is collected (and its workers let go).
 _busy_pools: set[Pool] = set()
+_fork_generation = 0  # how many forks this process is from the one that started the program
 
 
 def check_workers(value: object, parameter: str = "workers") -> int | None:
@@ -160,6 +161,7 @@ class Pool(concurrent.futures.Executor):
         )
         self.name = name or f"makeparallel-{next(_pool_numbers)}"
         self._pid = os.getpid()  # a process forked from this one has a copy, and no workers
+        self._generation = _fork_generation
         self.workers = count  # the most workers this pool runs at once
         self._min_workers = least  # the fewest it keeps
         self._lock = threading.Lock()
@@ -331,7 +333,7 @@ class Pool(concurrent.futures.Executor):
             self._room.wait(remaining)
 
     def _check_open(self) -> None:
-        if os.getpid() != self._pid:
+        if self._generation != _fork_generation:
             raise RuntimeError(
                 f"pool {self.name!r} belongs to process {self._pid}; this process was forked "
                 "from it and has none of its workers or threads: create a new pool here "
@@ -520,10 +522,11 @@ class Pool(concurrent.futures.Executor):
         self._settle(task, False, error)
         self._after_change()
 
-    def _refuse_to_wait_here(self, what: str) -> None:
+    def _refuse_to_wait_here(self, what: object) -> None:
+        """Raise if this thread delivers the pool's results (``what``: what would be waited for)."""
         if self._backend.delivers_here():
             raise RuntimeError(
-                f"waiting {what} in a callback on the I/O thread of pool {self.name!r} would "
+                f"waiting for {what} in a callback on the I/O thread of pool {self.name!r} would "
                 "wait for ever: that thread delivers the results. Chain the next step with "
                 "on_complete or add_done_callback, or wait in a thread of your own"
             )
@@ -534,9 +537,9 @@ class Pool(concurrent.futures.Executor):
         Returns what is left of ``timeout``. Refuses to wait in the thread that
         delivers this pool's results (a callback runs there): it would wait for ever.
         """
-        self._refuse_to_wait_here(f"for {handle!r}")
+        self._refuse_to_wait_here(handle)
         task = self._running.get(handle.task_id)
-        if task is None or os.getpid() != self._pid:
+        if task is None or self._generation != _fork_generation:
             return timeout  # (in a forked process the answer is the parent's to read)
         deadline = None if timeout is None else time.monotonic() + timeout
         self._backend.read_here(task, deadline)
@@ -544,7 +547,7 @@ class Pool(concurrent.futures.Executor):
 
     def _cancel_running(self, handle: Handle[Any]) -> bool:
         """The handle's canceller: stop its running attempt, or forget its scheduled retry."""
-        if os.getpid() != self._pid:
+        if self._generation != _fork_generation:
             return False  # a forked process's copy: the task is the parent's
         with self._lock:
             task = self._running.get(handle.task_id)
@@ -659,7 +662,7 @@ class Pool(concurrent.futures.Executor):
         """
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout}")
-        if os.getpid() != self._pid:
+        if self._generation != _fork_generation:
             return ShutdownSummary()  # a forked process's copy: the workers are the parent's
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
@@ -899,7 +902,10 @@ def _track(pool: Pool) -> None:
 
 
 def _forget_pools_in_child() -> None:
-    # A forked process must not shut down, at its exit, the pools of its parent.
+    # A forked process must not shut down, at its exit, the pools of its parent,
+    # nor use them (each pool compares the generation it was made in: no getpid call).
+    global _fork_generation
+    _fork_generation += 1
     _live_pools.clear()
     _busy_pools.clear()
 
