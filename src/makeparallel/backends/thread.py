@@ -23,7 +23,6 @@ from ._inline import run_here
 from .base import Backend, EngineStats, Sink
 
 logger = logging.getLogger("makeparallel")
-_ABANDONED_CHECK = 5.0  # seconds an idle thread waits before it checks that its pool exists
 
 
 class ThreadBackend(Backend):
@@ -104,22 +103,17 @@ class ThreadBackend(Backend):
             task = self._sink.take()
             if task is None:
                 with self._wake:
-                    if self._stopping or self._leave_if_surplus():
+                    if self._stopping:
+                        self._wake.notify_all()  # after abandon(), which may not have: see there
+                        return
+                    if self._leave_if_surplus():
                         return
                     if not self._sink.has_pending():
                         self._idle += 1
-                        idle_timeout = self.setup.idle_timeout
-                        # without an idle timeout, look now and then whether the pool is gone
-                        woken = self._wake.wait(
-                            _ABANDONED_CHECK if idle_timeout is None else idle_timeout
-                        )
+                        woken = self._wake.wait(self.setup.idle_timeout)
                         if not woken:  # whoever notifies takes this thread off the idle count
                             self._idle -= 1
-                            if self._stopping:
-                                return  # abandoned: close() was not called to notify
-                            if idle_timeout is not None and self._leave_if_surplus(
-                                idle_too_long=True
-                            ):
+                            if self._leave_if_surplus(idle_too_long=True):
                                 return
                 continue
             task.assign(name)
@@ -138,7 +132,16 @@ class ThreadBackend(Backend):
                 return
 
     def abandon(self) -> None:
-        self._stopping = True  # no lock: each thread sees it when it next looks
+        self._stopping = True
+        # Wake the idle threads only if the lock is free (or is this thread's: it is
+        # reentrant). Otherwise one of ours holds it, and sees _stopping and wakes the
+        # others as it leaves - unless it looked just before the flag was set and is
+        # about to wait: then idle threads are left waiting, the cost of taking no lock.
+        if self._wake.acquire(blocking=False):
+            try:
+                self._wake.notify_all()
+            finally:
+                self._wake.release()
 
     def close(self, deadline: float | None, wait: bool = True) -> None:
         with self._wake:
