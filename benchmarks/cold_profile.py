@@ -47,6 +47,7 @@ import overhead
 import peers
 import workloads
 from machine import compile_bytecode
+from makeparallel._process_tree import children
 from measure import Contender, Measure, Row, run_rounds
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -80,18 +81,8 @@ def _threads() -> int:
 
 def _descendants(pid: int) -> list[int]:
     found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as children:
-                pids = [int(p) for p in children.read().split()]
-        except OSError:
-            continue
-        for child in pids:
-            found += [child, *_descendants(child)]
+    for child in children(pid):  # as the pool finds the processes a task started
+        found += [child, *_descendants(child)]
     return found
 
 
