@@ -540,12 +540,11 @@ class ProcessBackend(Backend):
         return threading.get_ident() == self._io_ident
 
     def abandon(self) -> None:
-        self._abandoned = True
-        if not self._wake_closed:
-            try:
-                os.write(self._wake_w, b"\0")  # no lock: a flag, and a byte to wake the I/O thread
-            except OSError:
-                pass  # the pipe is full (a wake-up is pending) or closed (it has ended)
+        self._abandoned = True  # no lock: a flag, and a byte to wake the I/O thread
+        try:
+            self._wake_io_thread()
+        except OSError:
+            pass  # the pipe was closed just now: the I/O thread has ended
 
     def _live(self) -> list[_Worker]:
         return [w for w in self._workers if not w.dead and not w.retiring]
@@ -675,6 +674,12 @@ class ProcessBackend(Backend):
         if self._wake_closed:
             return  # the I/O thread has ended; there is nothing left to do
         self._commands.append(command)
+        self._wake_io_thread()
+
+    def _wake_io_thread(self) -> None:
+        """One byte down the I/O thread's wake-up pipe; takes no lock."""
+        if self._wake_closed:
+            return  # the I/O thread has ended
         try:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
