@@ -367,6 +367,52 @@ def run_program(script: Path, *options: str) -> subprocess.CompletedProcess[str]
     return done
 
 
+@pytest.mark.parametrize(
+    "start",
+    [
+        "spawn",
+        pytest.param(
+            "fork", marks=pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+        ),
+    ],
+)
+def test_a_crash_in_a_program_that_ignores_sigchld_is_not_reported_as_exit_0(
+    tmp_path: Path, start: str
+) -> None:
+    # The system reaps the children of such a program as they end, so their exit
+    # status is gone; subprocess reports 0 then, which would read as a clean exit.
+    script = tmp_path / "sigchld.py"
+    write_program(
+        script,
+        f"""
+        import json, os, signal
+        import makeparallel as mp
+
+        def exit_hard(code):
+            os._exit(code)
+
+        def square(x):
+            return x * x
+
+        if __name__ == "__main__":
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+            with mp.Pool(workers=1, start={start!r}) as pool:
+                try:
+                    pool.submit(exit_hard, 3).result(timeout=30)
+                except mp.WorkerCrashedError as error:
+                    crash = {{"message": str(error), "exitcode": error.exitcode}}
+                crash["next"] = pool.submit(square, 6).result(timeout=30)
+            print(json.dumps(crash))
+        """,
+    )
+    crash = json.loads(run_program(script).stdout)
+    assert crash["exitcode"] is None
+    assert "exited with code" not in crash["message"]
+    assert "exit status is lost" in crash["message"]
+    assert "ignores or handles SIGCHLD" in crash["message"]
+    assert crash["next"] == 36
+
+
 def test_no_fork_warning_with_threads_running(tmp_path: Path) -> None:
     script = tmp_path / "threads.py"
     write_program(

@@ -221,7 +221,7 @@ def worker_crashed(task: Task, worker: str, returncode: int | None) -> WorkerCra
 
 def describe_exit(returncode: int | None) -> tuple[str, str | None]:
     if returncode is None:
-        return "stopped answering", None
+        return f"ended; its exit status is lost{_why_status_lost()}", None
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -230,6 +230,16 @@ def describe_exit(returncode: int | None) -> tuple[str, str | None]:
         hint = " (the system's out-of-memory killer sends this)" if name == "SIGKILL" else ""
         return f"was killed by {name}{hint}", name
     return f"exited with code {returncode}", None
+
+
+def _why_status_lost() -> str:
+    chld = getattr(signal, "SIGCHLD", None)
+    if chld is None or signal.getsignal(chld) in (signal.SIG_DFL, None):
+        return ""
+    return (
+        " (this program ignores or handles SIGCHLD, so its child processes are reaped "
+        "before the pool can read how they ended)"
+    )
 
 
 def unpicklable_arguments(task: Task, problem: BaseException) -> SerializationError:

@@ -70,7 +70,9 @@ class TaskCancelledError(TaskError, concurrent.futures.CancelledError):
 class WorkerCrashedError(TaskError):
     """The worker process running the task died (a crash, a signal, the OOM killer).
 
-    ``exitcode`` is the process's exit status, negative for a signal;
+    ``exitcode`` is the process's exit status, negative for a signal, or None
+    where it was lost (a program that ignores SIGCHLD has its children reaped
+    by the system before the pool can read it);
     ``signal_name`` is e.g. ``"SIGKILL"`` when a signal ended it.
     """
 

@@ -142,10 +142,10 @@ class ForkServer:
             self._gone = True
             self._sock.close()
         try:
-            _wait_for_child(self.pid, _CLOSE_GRACE)
+            wait_for_child(self.pid, _CLOSE_GRACE)
         except subprocess.TimeoutExpired:
             os.kill(self.pid, signal.SIGKILL)
-            _wait_for_child(self.pid, None)
+            wait_for_child(self.pid, None)
 
     def _next_record(self, timeout: float | None) -> tuple[bytes, int, int]:
         """Read one record, keeping exit reports; called with the lock held.
@@ -200,7 +200,7 @@ class ForkedProcess:
     def wait(self, timeout: float | None = None) -> int | None:
         if not self._ended:
             if self._server is None:
-                self.returncode = _wait_for_child(self.pid, timeout, self._pidfd)
+                self.returncode = wait_for_child(self.pid, timeout, self._pidfd)
             else:
                 self.returncode = self._server.wait(self.pid, timeout)
             self._ended = True
@@ -210,7 +210,7 @@ class ForkedProcess:
         return self.returncode
 
 
-def _wait_for_child(pid: int, timeout: float | None, pidfd: int | None = None) -> int | None:
+def wait_for_child(pid: int, timeout: float | None, pidfd: int | None = None) -> int | None:
     """Reap child ``pid``: its returncode, or None if someone else reaped it first.
 
     Waits on a pidfd (``pidfd``, or one opened here) where there are pidfds;
@@ -250,7 +250,7 @@ def _readable(fds: list[int], timeout: float | None) -> list[int]:
 
 
 def _poll_for_child(pid: int, timeout: float | None) -> int | None:
-    """``_wait_for_child`` without pidfds: ``waitpid`` at growing intervals."""
+    """``wait_for_child`` without pidfds: ``waitpid`` at growing intervals."""
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = 0.0005
     try:

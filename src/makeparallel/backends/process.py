@@ -75,7 +75,7 @@ from .._task import (
     worker_crashed,
 )
 from ..errors import MemoryLimitError, SerializationError, TaskError
-from ._forkserver import ForkedProcess, ForkServer, fork_worker
+from ._forkserver import ForkedProcess, ForkServer, fork_worker, wait_for_child
 from .base import Backend, EngineStats, Sink
 
 logger = logging.getLogger("makeparallel")
@@ -1275,8 +1275,27 @@ def _kill(worker: _Worker) -> None:
 
 
 def _reap(proc: _Process) -> int | None:
+    """Wait for a worker process to end: its returncode, None if that is lost."""
     try:
-        return proc.wait(_REAP_GRACE)
+        return _wait(proc, _REAP_GRACE)
     except subprocess.TimeoutExpired:
         proc.kill()
-        return proc.wait()
+        return _wait(proc, None)
+
+
+def _wait(proc: _Process, timeout: float | None) -> int | None:
+    """``proc.wait``, but None where the worker was reaped by someone else.
+
+    ``Popen.wait`` says 0 then, as if the worker had exited normally: in a
+    program that ignores SIGCHLD the system reaps every child as it ends.
+    """
+    if isinstance(proc, ForkedProcess):
+        return proc.wait(timeout)
+    returncode = wait_for_child(proc.pid, timeout)
+    if returncode is not None:
+        proc.returncode = returncode
+    elif proc.returncode is not None:
+        return proc.returncode  # Popen reaped it itself: its poll() in send_signal()
+    else:
+        proc.returncode = 0  # so Popen, too, knows it has ended
+    return returncode
