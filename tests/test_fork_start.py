@@ -265,6 +265,48 @@ def test_a_pipe_the_parent_closes_reaches_eof(tmp_path: Path) -> None:
     assert found["eof"] is True
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="lists processes through /proc")
+def test_shutdown_leaves_no_process_behind_however_early_it_comes(tmp_path: Path) -> None:
+    # The pool's processes are in the program's process group; after shutdown(wait=True)
+    # none may be left, not even a worker the fork server was about to fork.
+    found = run_script(
+        tmp_path,
+        """
+        import json, os
+        import makeparallel as mp
+
+        def square(x):
+            return x * x
+
+        def others():
+            found = []
+            for name in os.listdir("/proc"):
+                if not name.isdigit() or int(name) == os.getpid():
+                    continue
+                try:
+                    with open(f"/proc/{name}/stat") as stat:
+                        fields = stat.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # it has just ended
+                if int(fields[2]) == os.getpid():  # in our process group, zombie or not
+                    found.append(f"pid {name}, state {fields[0]}")
+            return found
+
+        if __name__ == "__main__":
+            os.setpgid(0, 0)
+            left = []
+            for workers in (2, 3, 4, 2, 3, 4):
+                with mp.Pool(workers=workers, start="fork") as pool:
+                    assert pool.submit(square, 3).result() == 9
+                left += others()
+                mp.Pool(workers=workers, start="fork").shutdown()
+                left += others()
+            print(json.dumps({"left": left}))
+        """,
+    )
+    assert found["left"] == []
+
+
 @pytest.mark.parametrize("start", ["spawn", "fork"])
 def test_a_program_with_more_than_1024_descriptors_open(tmp_path: Path, start: str) -> None:
     # A server with many connections open: select() cannot watch descriptors past 1023.

@@ -21,11 +21,13 @@ Every process forked here lets go of the pipes and sockets it inherited
 (they point at ``/dev/null`` instead), so that a pipe this process closes
 still reaches EOF at its other end, and resets the signal handlers set in
 Python. The fork server exits when this process closes its end of the
-control socket (the pool shut down, or this process died).
+control socket (the pool shut down, or this process died), once the workers
+it forked have ended.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import math
 import os
@@ -62,8 +64,8 @@ class ForkServer:
     """The parent's handle on one fork server; every method may block briefly.
 
     Created while this process has one thread. The server forks a worker for
-    each socket in ``first`` once the first worker has answered (``go``), or
-    5 ms after it started; ``started`` returns them in order.
+    each socket in ``first`` when told to (``go``), or 5 ms after it started;
+    ``started`` returns them in order.
     """
 
     def __init__(self, first: list[int], lifeline_fd: int) -> None:
@@ -92,7 +94,7 @@ class ForkServer:
         return started
 
     def go(self) -> None:
-        """The first worker has answered: the server may start the others now."""
+        """The first worker has answered, or a task waits: the server forks the others now."""
         with self._lock:
             if not (self._told_to_go or self._gone):
                 self._told_to_go = True
@@ -329,7 +331,12 @@ def _serve(control_fd: int, first: list[int], lifeline_fd: int) -> NoReturn:
     except BaseException:
         code = 1
     finally:
-        os._exit(code)
+        # Its workers end once their sockets close. The parent, which waits for this
+        # process to exit, then knows that none of them is left.
+        try:
+            _reap_all()
+        finally:
+            os._exit(code)
 
 
 def _serve_requests(control_fd: int, first: list[int], lifeline_fd: int) -> None:
@@ -362,10 +369,13 @@ def _serve_requests(control_fd: int, first: list[int], lifeline_fd: int) -> None
 def _fork_from_server(
     control: socket.socket, sock_fd: int, lifeline_fd: int, not_for_worker: tuple[int, ...]
 ) -> None:
+    if _peer_closed(sock_fd):  # the pool shut down before this worker was forked
+        _tell(control, _FAILED, 0, errno.EPIPE)
+        return
     try:
         pid = os.fork()
     except OSError as problem:
-        control.sendall(_RECORD.pack(_FAILED, 0, problem.errno or 0))
+        _tell(control, _FAILED, 0, problem.errno or 0)
         return
     if pid == 0:
 
@@ -376,7 +386,29 @@ def _fork_from_server(
                 os.close(fd)
 
         _in_child(leave_the_server, sock_fd, lifeline_fd)
-    control.sendall(_RECORD.pack(_STARTED, pid, 0))
+    _tell(control, _STARTED, pid, 0)
+
+
+def _tell(control: socket.socket, kind: bytes, pid: int, value: int) -> None:
+    try:
+        control.sendall(_RECORD.pack(kind, pid, value))
+    except OSError:
+        pass  # the parent has closed its end: nobody is listening any more
+
+
+def _peer_closed(sock_fd: int) -> bool:
+    """Whether the parent has closed its end of the socket ``sock_fd``."""
+    poller = select.poll()
+    poller.register(sock_fd, select.POLLIN)  # POLLHUP is reported whatever is asked
+    return any(events & select.POLLHUP for _, events in poller.poll(0))
+
+
+def _reap_all() -> None:
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
 
 
 def _drain(fd: int) -> None:
@@ -395,7 +427,7 @@ def _report_exits(control: socket.socket) -> None:
             return
         if pid == 0:
             return
-        control.sendall(_RECORD.pack(_EXITED, pid, os.waitstatus_to_exitcode(status)))
+        _tell(control, _EXITED, pid, os.waitstatus_to_exitcode(status))
 
 
 def _let_go_of_pipes(keep: set[int]) -> None:
