@@ -320,6 +320,7 @@ class ProcessBackend(Backend):
         if not self._idle and threading.get_ident() != self._io_ident:
             # Every worker is busy: the I/O thread hands this task out when one answers
             # (it makes a worker idle before it looks at the queue, so nothing is missed).
+            self._fork_the_others()
             if self._min != self._max:
                 with self._lock:
                     self._grow_if_needed()
@@ -329,8 +330,10 @@ class ProcessBackend(Backend):
                 worker = self._worker_with_room()
                 if worker is None:
                     self._grow_if_needed()
-                    return
-                idle = not worker.inflight
+                idle = worker is not None and not worker.inflight
+            if worker is None:
+                self._fork_the_others()
+                return
             tasks = self._take_for(worker, idle)
             if tasks:
                 self._send_tasks(worker, tasks)
@@ -342,6 +345,11 @@ class ProcessBackend(Backend):
             # Nothing left, or the next task must wait for an idle worker (it has a timeout).
             if not idle or not self._sink.has_pending():
                 return
+
+    def _fork_the_others(self) -> None:
+        """Work waits for a worker: the fork server forks the pool's other first workers now."""
+        if self._forking and self._fork_server is not None:
+            self._fork_server.go()
 
     def _worker_with_room(self) -> _Worker | None:
         """Called with the lock held: an idle worker, else the least busy one with room."""
