@@ -265,6 +265,54 @@ def test_a_pipe_the_parent_closes_reaches_eof(tmp_path: Path) -> None:
     assert found["eof"] is True
 
 
+def test_a_pool_whose_fork_server_was_killed_goes_on(tmp_path: Path) -> None:
+    # The out-of-memory killer may pick the fork server: it holds a copy of the parent.
+    found = run_script(
+        tmp_path,
+        """
+        import json, logging, os, signal
+        import makeparallel as mp
+
+        def square(x):
+            return x * x
+
+        def die():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        class Keep(logging.Handler):
+            def __init__(self):
+                super().__init__()
+                self.messages = []
+
+            def emit(self, record):
+                self.messages.append(record.getMessage())
+
+        if __name__ == "__main__":
+            kept = Keep()
+            logging.getLogger("makeparallel").addHandler(kept)
+            with mp.Pool(workers=3, start="fork") as pool:
+                os.kill(pool._backend._fork_server.pid, signal.SIGKILL)
+                before = [pool.submit(square, i).result(timeout=30) for i in range(6)]
+                try:
+                    pool.submit(die).result(timeout=30)
+                    crash = None
+                except mp.WorkerCrashedError as error:
+                    crash = type(error).__name__
+                handles = [pool.submit(square, i) for i in range(20)]
+                after = [h.result(timeout=30) for h in handles]
+            print(json.dumps({
+                "before": before, "crash": crash, "after": after, "logged": kept.messages,
+            }))
+        """,
+    )
+    assert found["before"] == [i * i for i in range(6)]
+    assert found["crash"] == "WorkerCrashedError"
+    assert found["after"] == [i * i for i in range(20)]
+    logged = found["logged"]
+    assert isinstance(logged, list)
+    assert any("fork server" in m and "fresh interpreters" in m for m in logged), logged
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="lists processes through /proc")
 def test_shutdown_leaves_no_process_behind_however_early_it_comes(tmp_path: Path) -> None:
     # The pool's processes are in the program's process group; after shutdown(wait=True)

@@ -60,6 +60,10 @@ def fork_worker(sock_fd: int, lifeline_fd: int) -> ForkedProcess:
     return ForkedProcess(_fork(lifeline_fd, child), None)
 
 
+class ForkServerGone(OSError):
+    """The fork server has exited (killed, say): it forks no more workers."""
+
+
 class ForkServer:
     """The parent's handle on one fork server; every method may block briefly.
 
@@ -83,12 +87,12 @@ class ForkServer:
         """Have the server fork a worker holding these two descriptors."""
         with self._lock:
             if self._gone:
-                raise OSError("the pool's fork server has exited")
+                raise ForkServerGone("the pool's fork server has exited")
             try:
                 socket.send_fds(self._sock, [b"S"], [sock_fd, lifeline_fd])
             except OSError as problem:
                 self._gone = True
-                raise OSError(f"the pool's fork server has exited ({problem})") from problem
+                raise ForkServerGone(f"the pool's fork server has exited ({problem})") from problem
         started = self.started(wait=True)
         assert started is not None
         return started
@@ -98,7 +102,10 @@ class ForkServer:
         with self._lock:
             if not (self._told_to_go or self._gone):
                 self._told_to_go = True
-                self._sock.send(b"G")
+                try:
+                    self._sock.send(b"G")
+                except OSError:
+                    self._gone = True  # the I/O thread learns it as it waits for the workers
 
     def fileno(self) -> int:
         """Readable when the fork server has news: a worker forked, or one ended."""
@@ -117,7 +124,7 @@ class ForkServer:
                 if kind == _FAILED:
                     raise OSError(value, f"fork failed: {os.strerror(value)}")
                 if self._gone:
-                    raise OSError("the pool's fork server has exited")
+                    raise ForkServerGone("the pool's fork server has exited")
                 if not kind and not wait:
                     return None
 

@@ -75,7 +75,13 @@ from .._task import (
     worker_crashed,
 )
 from ..errors import MemoryLimitError, SerializationError, TaskError
-from ._forkserver import ForkedProcess, ForkServer, fork_worker, wait_for_child
+from ._forkserver import (
+    ForkedProcess,
+    ForkServer,
+    ForkServerGone,
+    fork_worker,
+    wait_for_child,
+)
 from .base import Backend, EngineStats, Sink
 
 logger = logging.getLogger("makeparallel")
@@ -825,6 +831,9 @@ class ProcessBackend(Backend):
         while self._forking:
             try:
                 forked = self._fork_server.started(wait)
+            except ForkServerGone:
+                self._without_fork_server()
+                return
             except OSError as exc:
                 for _, sock in self._forking:
                     sock.close()
@@ -841,6 +850,33 @@ class ProcessBackend(Backend):
             self._selector.unregister(self._fork_server.fileno())
         except (KeyError, ValueError):
             pass  # taken before the I/O thread had started to listen
+
+    def _without_fork_server(self) -> None:
+        """I/O thread: the fork server has exited; new workers start as fresh interpreters.
+
+        Forking another one now would fork this process and its threads. The
+        workers the fork server forked run on; so does the pool.
+        """
+        server, self._fork_server = self._fork_server, None
+        assert server is not None
+        logger.warning(
+            "pool %r: its fork server (pid %d) has exited; new workers start as fresh "
+            "interpreters, which do not share this process's state",
+            self.pool_name,
+            server.pid,
+        )
+        try:
+            self._selector.unregister(server.fileno())
+        except (KeyError, ValueError):
+            pass  # not watched: the first workers were all forked
+        server.close()
+        forking, self._forking = self._forking, []
+        for _, sock in forking:
+            sock.close()
+        with self._lock:
+            self._planned -= len(forking)
+        for _ in forking:
+            self._spawn(replacement=False)
 
     def _spawn(self, replacement: bool = True, started: _Started | None = None) -> None:
         if replacement:
@@ -899,10 +935,13 @@ class ProcessBackend(Backend):
 
     def _start_process(self, sock_fd: int, lifeline: int) -> _Process:
         """A new worker process holding these two descriptors, running ``_worker.main``."""
+        if self._fork_server is not None and self._forking:
+            self._take_forked(wait=True)  # the fork server answers in order
         if self._fork_server is not None:
-            if self._forking:
-                self._take_forked(wait=True)  # the fork server answers in order
-            return self._fork_server.start_worker(sock_fd, lifeline)
+            try:
+                return self._fork_server.start_worker(sock_fd, lifeline)
+            except ForkServerGone:
+                self._without_fork_server()
         args = [
             sys.executable,
             *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
