@@ -354,8 +354,9 @@ class ProcessBackend(Backend):
 
     def _fork_the_others(self) -> None:
         """Work waits for a worker: the fork server forks the pool's other first workers now."""
-        if self._forking and self._fork_server is not None:
-            self._fork_server.go()
+        server = self._fork_server  # the I/O thread drops it if it dies
+        if self._forking and server is not None:
+            server.go()
 
     def _worker_with_room(self) -> _Worker | None:
         """Called with the lock held: an idle worker, else the least busy one with room."""
