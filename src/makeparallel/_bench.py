@@ -2,8 +2,11 @@
 
 Times 8 tasks of about 0.1 s of pure-Python work three ways - a plain loop,
 makeparallel's process pool, and ``concurrent.futures.ProcessPoolExecutor`` -
-plus the round trip of one tiny task, and prints medians. The project's full
-comparison with every peer lives in ``benchmarks/run.py``.
+plus the round trip of one tiny task, and prints medians. Each pool first runs
+one untimed round: a worker that is a fresh interpreter imports the task's
+module at its first task, which a forked one has done already. The two pools
+take turns going first. The project's full comparison with every peer lives
+in ``benchmarks/run.py``.
 """
 
 from __future__ import annotations
@@ -77,10 +80,13 @@ def run(rounds: int = 3) -> int:
             ),
             "ProcessPoolExecutor": lambda: list(executor.map(spin, [loops] * TASKS)),
         }
+        pools = ["makeparallel Pool", "ProcessPoolExecutor"]
+        for name in pools:
+            contenders[name]()  # warm-up, untimed
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
-        for _ in range(rounds):
-            for name, contender in contenders.items():
-                samples[name].append(_time(contender))
+        for turn in range(rounds):
+            for name in ["serial loop", *(pools if turn % 2 == 0 else reversed(pools))]:
+                samples[name].append(_time(contenders[name]))
         serial = statistics.median(wall for wall, _ in samples["serial loop"])
         for name, runs in samples.items():
             wall = statistics.median(w for w, _ in runs)
