@@ -10,14 +10,12 @@ import errno
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 import makeparallel as mp
+from programs import run_program, write_program
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="start='fork' needs os.fork")
 
@@ -25,15 +23,8 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="start='fork' ne
 def run_script(tmp_path: Path, body: str, timeout: float = 60) -> dict[str, object]:
     """Run ``body`` as the __main__ of a fresh interpreter; it prints one JSON object."""
     script = tmp_path / "program.py"
-    script.write_text(textwrap.dedent(body))
-    done = subprocess.run(
-        [sys.executable, "-W", "error", str(script), str(tmp_path)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stderr
+    write_program(script, body)
+    done = run_program(script, "-W", "error", args=(str(tmp_path),), timeout=timeout)
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 

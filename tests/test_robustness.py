@@ -19,6 +19,7 @@ import pytest
 import makeparallel as mp
 from makeparallel.backends.process import ProcessBackend
 from polling import alive, stderr_after_exit, wait_for_file, wait_until
+from programs import run_program, write_program
 
 DEADLINE = 30.0
 
@@ -346,25 +347,8 @@ def test_normal_exit_waits_for_submitted_work(tmp_path: Path) -> None:
             write({str(out)!r}, "done")
         """,
     )
-    subprocess.run([sys.executable, str(script)], check=True, timeout=60)
+    run_program(script)
     assert out.read_text() == "done"
-
-
-def write_program(path: Path, source: str) -> None:
-    path.write_text(textwrap.dedent(source))
-
-
-def run_program(script: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` in a fresh interpreter with these options; it must succeed."""
-    done = subprocess.run(
-        [sys.executable, *options, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 @pytest.mark.parametrize(
