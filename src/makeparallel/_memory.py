@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ._process_tree import psutil_or_none
+
 _UNITS = {
     "": 1,
     "b": 1,
@@ -80,9 +82,8 @@ def private_bytes(pid: int) -> int | None:
 
 def _with_psutil(pid: int, read: Callable[[Any], int]) -> int | None:
     """A size read with psutil, where /proc is missing; None without psutil."""
-    try:
-        import psutil  # type: ignore[import-untyped, unused-ignore]
-    except ImportError:
+    psutil = psutil_or_none()
+    if psutil is None:
         return None
     try:
         return int(read(psutil.Process(pid)))

@@ -55,7 +55,7 @@ def kill_all(pids: list[int]) -> None:
 
 def can_list_children() -> bool:
     if not _listing:
-        _listing.append(os.path.isdir("/proc/self/task") or _psutil() is not None)
+        _listing.append(os.path.isdir("/proc/self/task") or psutil_or_none() is not None)
     return _listing[0]
 
 
@@ -93,7 +93,7 @@ def _children_by_parent(pid: int) -> list[int]:
 
 
 def _children_with_psutil(pid: int) -> list[int]:
-    psutil = _psutil()
+    psutil = psutil_or_none()
     if psutil is None:
         return []
     try:
@@ -102,7 +102,8 @@ def _children_with_psutil(pid: int) -> list[int]:
         return []
 
 
-def _psutil() -> Any:
+def psutil_or_none() -> Any:
+    """The psutil module where it is installed (an optional extra), else None."""
     try:
         import psutil  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
