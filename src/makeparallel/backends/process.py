@@ -829,12 +829,13 @@ class ProcessBackend(Backend):
     def _take_forked(self, wait: bool) -> None:
         """I/O thread: add the first workers the fork server has forked by now (or all)."""
         assert self._fork_server is not None
+        gone = False
         while self._forking:
             try:
                 forked = self._fork_server.started(wait)
             except ForkServerGone:
-                self._without_fork_server()
-                return
+                gone = True
+                break
             except OSError as exc:
                 for _, sock in self._forking:
                     sock.close()
@@ -851,6 +852,8 @@ class ProcessBackend(Backend):
             self._selector.unregister(self._fork_server.fileno())
         except (KeyError, ValueError):
             pass  # taken before the I/O thread had started to listen
+        if gone:
+            self._without_fork_server()
 
     def _without_fork_server(self) -> None:
         """I/O thread: the fork server has exited; new workers start as fresh interpreters.
@@ -866,11 +869,7 @@ class ProcessBackend(Backend):
             self.pool_name,
             server.pid,
         )
-        try:
-            self._selector.unregister(server.fileno())
-        except (KeyError, ValueError):
-            pass  # not watched: the first workers were all forked
-        server.close()
+        server.close()  # no longer watched: _take_forked stopped that
         forking, self._forking = self._forking, []
         for _, sock in forking:
             sock.close()
