@@ -1,4 +1,4 @@
-"""Programs the tests write out and run in a fresh interpreter, as a user's script runs."""
+"""Programs the tests run in a fresh interpreter, as a user's script or command runs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,15 @@ import textwrap
 from pathlib import Path
 
 
+def run_python(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in a fresh interpreter, its output captured; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def write_program(path: Path, source: str) -> None:
     path.write_text(textwrap.dedent(source))
 
@@ -15,13 +24,5 @@ def write_program(path: Path, source: str) -> None:
 def run_program(
     script: Path, *options: str, args: tuple[str, ...] = (), timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` in a fresh interpreter with these options and arguments; it must succeed."""
-    done = subprocess.run(
-        [sys.executable, *options, str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
+    """Run ``script`` with these interpreter options and arguments; it must succeed."""
+    return run_python(*options, str(script), *args, timeout=timeout)

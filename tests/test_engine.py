@@ -14,6 +14,7 @@ import pytest
 import makeparallel as mp
 from makeparallel._doctor import WORKER_MODULES, bytecode_is_current
 from makeparallel._sizing import cgroup_cpu_quota, usable_cpus
+from programs import run_python
 
 DEADLINE = 30.0
 
@@ -56,9 +57,7 @@ def test_usable_cpus_follows_the_affinity_mask() -> None:
         pool.shutdown()
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
+    result = run_python("-c", code)
     assert result.stdout.split() == ["1", "1"]
 
 
@@ -103,15 +102,7 @@ def nested_sum_pids(n: int) -> tuple[int, None, list[tuple[int, int]]]:
 
 def run_command(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``python -m makeparallel ...`` in a fresh interpreter; it must succeed."""
-    result = subprocess.run(
-        [sys.executable, "-m", "makeparallel", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
+    return run_python("-m", "makeparallel", *args, timeout=timeout)
 
 
 def test_doctor_reports_and_passes() -> None:
@@ -122,16 +113,10 @@ def test_doctor_reports_and_passes() -> None:
 
 
 def test_doctor_checks_the_bytecode_of_every_module_a_worker_imports() -> None:
-    imported = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, makeparallel._worker; "
-            "print(' '.join(m for m in sys.modules if m.startswith('makeparallel')))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    imported = run_python(
+        "-c",
+        "import sys, makeparallel._worker; "
+        "print(' '.join(m for m in sys.modules if m.startswith('makeparallel')))",
     ).stdout.split()
 
     assert sorted(imported) == sorted(WORKER_MODULES)
@@ -168,14 +153,7 @@ def test_unchecked_hash_bytecode_counts_as_current(tmp_path: Path) -> None:
 
 
 def test_bench_command_runs() -> None:
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "makeparallel", "bench", "--rounds", "1"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python("-W", "error", "-m", "makeparallel", "bench", "--rounds", "1", timeout=300)
     assert "makeparallel Pool" in result.stdout
     assert "ProcessPoolExecutor" in result.stdout
     assert "round trip" in result.stdout

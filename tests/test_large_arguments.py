@@ -7,14 +7,13 @@ large results come back the same way.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 import makeparallel as mp
+from programs import run_python
 
 MIB = 2**20
 
@@ -81,9 +80,6 @@ def test_sending_a_large_argument_makes_no_copy_in_the_parent(tmp_path: Path) ->
             print(status("VmHWM") - before)
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python("-c", script, timeout=120)
     growth_mib = int(done.stdout.split()[-1])
     assert growth_mib < 50, f"the parent grew by {growth_mib} MiB sending 200 MiB"

@@ -14,6 +14,7 @@ import pytest
 
 import makeparallel as mp
 from polling import alive, stderr_after_exit, wait_until
+from programs import run_program
 
 DEADLINE = 30.0
 
@@ -146,14 +147,7 @@ STUCK_AT_EXIT = textwrap.dedent(
 def test_interpreter_exit_never_hangs_on_a_stuck_worker(tmp_path: Path) -> None:
     script = tmp_path / "stuck.py"
     script.write_text(STUCK_AT_EXIT)
-    result = subprocess.run(
-        [sys.executable, str(script), "0.5"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_program(script, args=("0.5",))
     assert "were stopped" in result.stderr
     pids = [int(p) for p in result.stdout.split()]
     wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10, what="the worker to go")
