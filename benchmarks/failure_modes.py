@@ -76,7 +76,7 @@ CHILD = textwrap.dedent(
             handles = [pool.submit(hang, i) for i in range(2)]
             while not all(h.running() for h in handles):
                 time.sleep(0.01)
-            pids = pool._backend.worker_pids()
+            pids = [w["pid"] for w in pool.workers_info()]
         elif kind == "ProcessPoolExecutor":
             ex = cf.ProcessPoolExecutor(2)
             for i in range(2):

@@ -63,8 +63,9 @@ def measure_timeout(repeats: int, start: str = "spawn") -> tuple[list[float], li
             event.wait()
             follower.result()
             served = time.monotonic()
-            assert handle._started_at is not None
-            deadline = handle._started_at + TIMEOUT
+            ran = handle.elapsed  # from its start to its end: the deadline and the stop after it
+            assert ran is not None
+            deadline = done_at[0] - ran + TIMEOUT
             failed_after.append(done_at[0] - deadline)
             served_after.append(served - deadline)
     return failed_after, served_after

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import makeparallel as mp
-from makeparallel.backends.process import ProcessBackend
 from polling import DEADLINE, alive, wait_until
+from processes import worker_pids
 
 
 def square(x: int) -> int:
@@ -44,8 +44,7 @@ def after_collecting(condition: Callable[[], object]) -> Callable[[], bool]:
 def use_a_pool_and_drop_it(backend: str, name: str) -> list[int]:
     pool = mp.Pool(workers=2, backend=backend, name=name)
     assert pool.submit(square, 4).result(timeout=DEADLINE) == 16
-    engine = pool._backend
-    return engine.worker_pids() if isinstance(engine, ProcessBackend) else []
+    return worker_pids(pool)
 
 
 @pytest.mark.parametrize("backend", ["process", "thread"])

@@ -157,11 +157,11 @@ def test_every_task_ends_once_while_forked_workers_are_killed_at_random(
                 for _ in range(25):
                     wait_until(lambda: any(h.running() for h in handles)
                                or all(h.done() for h in handles))
-                    running = [h for h in handles if h.running() and h._worker]
+                    running = [h for h in handles if h.running() and h.worker]
                     if not running:
                         break
                     try:
-                        os.kill(int(rng.choice(running)._worker.split()[1]), signal.SIGKILL)
+                        os.kill(int(rng.choice(running).worker.split()[1]), signal.SIGKILL)
                         kills += 1
                     except ProcessLookupError:
                         pass
@@ -261,8 +261,10 @@ def test_a_pool_whose_fork_server_was_killed_goes_on(tmp_path: Path) -> None:
     found = run_script(
         tmp_path,
         """
-        import json, logging, os, signal
+        import json, logging, os, signal, sys
+        sys.path.insert(0, TESTS)
         import makeparallel as mp
+        from processes import children
 
         def square(x):
             return x * x
@@ -282,7 +284,10 @@ def test_a_pool_whose_fork_server_was_killed_goes_on(tmp_path: Path) -> None:
             kept = Keep()
             logging.getLogger("makeparallel").addHandler(kept)
             with mp.Pool(workers=3, start="fork") as pool:
-                os.kill(pool._backend._fork_server.pid, signal.SIGKILL)
+                # its children: the first worker, forked straight from here, and the fork server
+                workers = {w["pid"] for w in pool.workers_info()}
+                (server,) = [pid for pid in children(os.getpid()) if pid not in workers]
+                os.kill(server, signal.SIGKILL)
                 before = [pool.submit(square, i).result(timeout=30) for i in range(6)]
                 try:
                     pool.submit(die).result(timeout=30)
@@ -294,7 +299,7 @@ def test_a_pool_whose_fork_server_was_killed_goes_on(tmp_path: Path) -> None:
             print(json.dumps({
                 "before": before, "crash": crash, "after": after, "logged": kept.messages,
             }))
-        """,
+        """.replace("TESTS", repr(str(Path(__file__).parent))),
     )
     assert found["before"] == [i * i for i in range(6)]
     assert found["crash"] == "WorkerCrashedError"
@@ -431,7 +436,7 @@ def test_a_fork_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
         """
         import errno, json, os
         import makeparallel as mp
-        from makeparallel.backends import _forkserver
+        from makeparallel.backends.process import forkserver
 
         if __name__ == "__main__":
             with mp.Pool(workers=1, start="fork") as pool:  # load everything once
@@ -445,13 +450,13 @@ def test_a_fork_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
                 forks.append(1)
                 return real_fork()
 
-            _forkserver.os.fork = fork
+            forkserver.os.fork = fork
             try:
                 mp.Pool(workers=2, start="fork")
                 error = None
             except OSError as problem:
                 error = problem.errno
-            _forkserver.os.fork = real_fork
+            forkserver.os.fork = real_fork
             try:
                 os.waitpid(-1, os.WNOHANG)
                 children_left = True

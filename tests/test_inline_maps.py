@@ -15,6 +15,7 @@ import os
 import pytest
 
 import makeparallel as mp
+from processes import worker_pids
 
 ITEMS = 20_000
 # items that cost far more to pickle than pid_of costs to run
@@ -59,7 +60,7 @@ def test_tiny_items_run_in_the_caller_after_a_measured_start(pool: mp.Pool) -> N
     assert len(pids) == ITEMS
     assert here > ITEMS * 0.9  # the rest of the map ran here ...
     assert here < ITEMS  # ... after the first items were measured in workers
-    assert set(pids) - {os.getpid()} <= set(pool._backend.worker_pids())  # type: ignore[attr-defined]
+    assert set(pids) - {os.getpid()} <= set(worker_pids(pool))
 
 
 def test_an_explicit_chunksize_always_uses_the_workers(pool: mp.Pool) -> None:

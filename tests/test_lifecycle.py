@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import makeparallel as mp
-from makeparallel.backends.process import ProcessBackend
 from polling import wait_for_file, wait_until
+from processes import worker_pids
 
 DEADLINE = 30.0
 
@@ -104,12 +104,6 @@ def fail_or_succeed(counter: str, fail: bool) -> str:
 def pool() -> Iterator[mp.Pool]:
     with mp.Pool(workers=2, backend="process", name="lifecycle") as p:
         yield p
-
-
-def worker_pids(pool: mp.Pool) -> list[int]:
-    backend = pool._backend
-    assert isinstance(backend, ProcessBackend)
-    return backend.worker_pids()
 
 
 # -- timeouts -----------------------------------------------------------------------

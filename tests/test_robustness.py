@@ -17,17 +17,14 @@ from pathlib import Path
 import pytest
 
 import makeparallel as mp
+from makeparallel._task import Task
+from makeparallel.backends.base import WorkerSetup
 from makeparallel.backends.process import ProcessBackend
 from polling import alive, stderr_after_exit, wait_for_file, wait_until
+from processes import worker_pids, workers_in
 from programs import run_program, write_program
 
 DEADLINE = 30.0
-
-
-def worker_pids(pool: mp.Pool) -> list[int]:
-    backend = pool._backend
-    assert isinstance(backend, ProcessBackend)
-    return backend.worker_pids()
 
 
 def block_then_return(path: str, value: int) -> int:
@@ -87,6 +84,7 @@ def pool():
 
 
 def test_killed_worker_fails_only_its_task_and_is_replaced(pool: mp.Pool, tmp_path: Path) -> None:
+    wait_until(lambda: workers_in(pool, "idle") == 2, what="both workers to start")
     release = str(tmp_path / "go")
     blocked = pool.submit(block_then_return, release, 7)
     wait_until(blocked.running, what="the blocked task to start")
@@ -113,10 +111,11 @@ def test_killed_worker_fails_only_its_task_and_is_replaced(pool: mp.Pool, tmp_pa
 
 
 def test_worker_killed_from_outside_mid_task(pool: mp.Pool, tmp_path: Path) -> None:
+    wait_until(lambda: workers_in(pool, "idle") == 2, what="both workers to start")
     release = str(tmp_path / "never")
     handle = pool.submit(block_then_return, release, 1)
     wait_until(handle.running, what="the task to start")
-    pid = handle._worker
+    pid = handle.worker
     assert pid is not None
     os.kill(int(pid.split()[1]), signal.SIGKILL)
     with pytest.raises(mp.WorkerCrashedError, match="SIGKILL"):
@@ -150,10 +149,10 @@ def test_every_task_ends_once_while_workers_are_killed_at_random() -> None:
                 lambda: any(h.running() for h in handles) or all(h.done() for h in handles),
                 what="a running task",
             )
-            running = [h for h in handles if h.running() and h._worker]
+            running = [h for h in handles if h.running() and h.worker]
             if not running:
                 break
-            victim = rng.choice(running)._worker
+            victim = rng.choice(running).worker
             assert victim is not None
             try:
                 os.kill(int(victim.split()[1]), signal.SIGKILL)
@@ -221,7 +220,9 @@ def test_shutdown_timeout_stops_a_stuck_task(tmp_path: Path) -> None:
 PARENT_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
+    sys.path.insert(0, sys.argv[3])
     import makeparallel as mp
+    from processes import children, worker_pids, workers_in
 
     def hang(path):
         while not os.path.exists(path):
@@ -230,10 +231,10 @@ PARENT_SCRIPT = textwrap.dedent(
     if __name__ == "__main__":
         pool = mp.Pool(workers=2, backend="process", start=sys.argv[2])
         handles = [pool.submit(hang, sys.argv[1]) for _ in range(2)]
-        while not all(h.running() for h in handles):
+        while workers_in(pool, "busy") < 2:
             time.sleep(0.01)
-        server = pool._backend._fork_server  # start="fork" only
-        pids = [*pool._backend.worker_pids(), *([server.pid] if server else [])]
+        # the workers, and with start="fork" the fork server: every child of this process
+        pids = sorted(set(worker_pids(pool)) | set(children(os.getpid())))
         print(" ".join(map(str, pids)), flush=True)
         {tail}
     """
@@ -247,7 +248,7 @@ def run_parent(
     script = tmp_path / "parent.py"
     script.write_text(PARENT_SCRIPT.replace("{tail}", tail))
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "never"), start],
+        [sys.executable, str(script), str(tmp_path / "never"), start, str(Path(__file__).parent)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -449,9 +450,9 @@ def test_a_process_forked_from_the_program_leaves_its_pools_alone(tmp_path: Path
         if __name__ == "__main__":
             pool = mp.Pool(workers=2, backend="process")
             running = pool.submit(wait_for_gate)
-            while not running.running():
+            while sorted(w["state"] for w in pool.workers_info()) != ["busy", "idle"]:
                 time.sleep(0.01)
-            workers = sorted(pool._backend.worker_pids())
+            workers = sorted(w["pid"] for w in pool.workers_info())
             read_end, write_end = os.pipe()
             child = os.fork()
             if child == 0:
@@ -474,7 +475,7 @@ def test_a_process_forked_from_the_program_leaves_its_pools_alone(tmp_path: Path
             open({str(gate)!r}, "w").close()
             seen["running"] = running.result(timeout=30) in workers
             seen["after"] = pool.submit(square, 7).result(timeout=30)
-            seen["same workers"] = sorted(pool._backend.worker_pids()) == workers
+            seen["same workers"] = sorted(w["pid"] for w in pool.workers_info()) == workers
             seen["child status"] = os.waitstatus_to_exitcode(status)
             pool.shutdown()
             print(json.dumps(seen))
@@ -510,56 +511,124 @@ def test_workers_that_cannot_start_fail_the_tasks_instead_of_looping(
         pool.shutdown(timeout=5)
 
 
-def test_a_failing_io_thread_still_ends_every_task(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    pool = mp.Pool(workers=1, backend="process")
-    try:
-        running = pool.submit(block_then_return, str(tmp_path / "go"), 1)
-        queued = [pool.submit(square, i) for i in range(3)]
-        wait_until(running.running, what="the first task to start")
+class _SinkWithABug:
+    """The engine's view of a pool (the Sink seam), whose report of the first result fails:
+    a bug in code the I/O thread runs."""
 
-        def broken_frame(*args: object) -> None:
+    def __init__(self, tasks: list[Task]) -> None:
+        self.queue = list(tasks)
+        self.taken: list[Task] = []
+        self.reports: dict[int, tuple[bool, object]] = {}
+        self.broken_by: BaseException | None = None
+        self.gave_up = threading.Event()
+        self._failed = False
+
+    def take(self, ahead: bool = False) -> Task | None:
+        tasks = self.take_some(1, ahead)
+        return tasks[0] if tasks else None
+
+    def take_some(self, limit: int, ahead: bool = False) -> list[Task]:
+        taken, self.queue = self.queue[:limit], self.queue[limit:]
+        for task in taken:
+            task.handle._start()
+        self.taken += taken
+        return taken
+
+    def has_pending(self) -> bool:
+        return bool(self.queue)
+
+    def pending_count(self) -> int:
+        return len(self.queue)
+
+    def finished(self, task: Task, ok: bool, value: object) -> None:
+        if not self._failed:
+            self._failed = True
             raise RuntimeError("a bug in the I/O thread")
+        self.reports[task.id] = (ok, value)
 
-        monkeypatch.setattr(pool._backend, "_on_frame", broken_frame)
-        (tmp_path / "go").touch()  # its result arrives, and handling it fails
-        # Waiting with wait(), not result(): a caller in result() reads its answer itself.
-        concurrent.futures.wait([running], timeout=DEADLINE)
-        with pytest.raises(mp.TaskError):
-            running.result(timeout=DEADLINE)
-        for handle in queued:
-            with pytest.raises(mp.TaskError, match="I/O thread failed"):
-                handle.result(timeout=DEADLINE)
-        assert "I/O thread failed" in caplog.text
-    finally:
-        pool.shutdown(timeout=5)
+    def broken(self, error: BaseException) -> None:
+        self.broken_by = error
+        self.gave_up.set()
 
 
-def test_ctrl_c_while_a_caller_reads_its_answer_loses_no_task(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_failing_io_thread_still_ends_every_task(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A caller in result() reads its task's answer from the worker itself. Interrupted
-    # there (KeyboardInterrupt) with the answer read but not yet reported, the task
-    # must still end: its worker is replaced and the task fails as a crash.
-    with mp.Pool(workers=1, backend="process") as pool:
-        running = pool.submit(block_then_return, str(tmp_path / "go"), 1)
-        wait_until(running.running, what="the task to start")
-        before = worker_pids(pool)
+    # Driven through the engine's Sink seam: after the bug, every other task the engine
+    # took (running, or sent ahead) is reported, as failed, and the pool is told (it
+    # then fails what it still queues).
+    tasks = [Task(block_then_return, (str(tmp_path / "go"), 1), {}, mp.Handle())]
+    tasks += [Task(square, (i,), {}, mp.Handle()) for i in range(3)]
+    sink = _SinkWithABug(tasks)
+    engine = ProcessBackend(1, "io-bug", WorkerSetup())
+    for task in tasks:
+        engine.prepare(task)
+    engine.start(sink)
+    try:
+        engine.poke()
+        (tmp_path / "go").touch()  # the first result arrives, and reporting it fails
+        assert sink.gave_up.wait(DEADLINE)
+    finally:
+        engine.close(time.monotonic() + 5)
+    assert isinstance(sink.broken_by, mp.TaskError)
+    assert len(sink.taken) >= 2  # the next task goes out before the first result is reported
+    assert {t.id for t in sink.taken[1:]} == set(sink.reports)
+    assert all(not ok and isinstance(error, mp.TaskError) for ok, error in sink.reports.values())
+    assert "I/O thread failed" in caplog.text
 
-        def interrupted(*args: object) -> None:
-            raise KeyboardInterrupt
 
-        monkeypatch.setattr(pool._backend, "_answer_here", interrupted)
-        opener = open_once_the_caller_reads(pool, tmp_path / "go")
-        with pytest.raises(KeyboardInterrupt):
-            running.result(timeout=DEADLINE)
-        opener.join(DEADLINE)
-        monkeypatch.undo()
-        with pytest.raises(mp.WorkerCrashedError):
-            running.result(timeout=DEADLINE)
-        assert pool.submit(square, 7).result(timeout=DEADLINE) == 49
-        assert worker_pids(pool) != before
+def test_ctrl_c_while_a_caller_reads_its_answer_loses_no_task(tmp_path: Path) -> None:
+    # A caller in result() reads its task's answer from the worker itself. A Ctrl-C may
+    # land there at any moment, also with the answer read but not yet reported; the
+    # task must still end (with its value, or a TaskError saying it was lost) and the
+    # pool must go on.
+    script = tmp_path / "interrupted.py"
+    write_program(
+        script,
+        f"""
+        import json, os, signal, sys, threading, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import makeparallel as mp
+        from processes import workers_in
+        from test_robustness import block_then_return, square
+
+        GATE = {str(tmp_path / "go")!r}
+
+        if __name__ == "__main__":
+            outcomes = []
+            with mp.Pool(workers=1, backend="process") as pool:
+                for round in range(5):
+                    while workers_in(pool, "idle") != 1:
+                        time.sleep(0.001)
+                    running = pool.submit(block_then_return, GATE + str(round), 1)
+                    sent = threading.Event()
+
+                    def interrupt():
+                        while workers_in(pool, "claimed") != 1:
+                            time.sleep(0.001)
+                        open(GATE + str(round), "w").close()  # the answer comes ...
+                        os.kill(os.getpid(), signal.SIGINT)  # ... and Ctrl-C with it
+                        sent.set()
+
+                    threading.Thread(target=interrupt).start()
+                    try:
+                        running.result(timeout=30)
+                        while not sent.is_set():
+                            pass
+                        time.monotonic()  # the signal lands here at the latest
+                    except KeyboardInterrupt:
+                        pass
+                    try:
+                        outcomes.append(running.result(timeout=30))
+                    except mp.TaskError as error:
+                        outcomes.append(type(error).__name__)
+                    outcomes.append(pool.submit(square, 7).result(timeout=30))
+            print(json.dumps(outcomes))
+        """,
+    )
+    outcomes = json.loads(run_program(script).stdout)
+    assert outcomes[1::2] == [49] * 5  # the pool goes on after each interruption
+    assert all(outcome in (1, "TaskError") for outcome in outcomes[::2]), outcomes
 
 
 def test_a_caller_reading_its_answer_sees_a_crash_and_the_pool_goes_on() -> None:
@@ -578,7 +647,7 @@ def test_callbacks_of_a_task_read_by_its_caller_run_in_the_callers_thread(
     with mp.Pool(workers=1, backend="process") as pool:
         handle = pool.submit(block_then_return, str(tmp_path / "go"), 5)
         handle.on_complete(lambda _: seen.append(threading.current_thread().name))
-        wait_until(handle.running, what="the task to start")
+        wait_until(lambda: workers_in(pool, "busy") == 1, what="the task to start")
         opener = open_once_the_caller_reads(pool, tmp_path / "go")
         assert handle.result(timeout=DEADLINE) == 5
         opener.join(DEADLINE)
@@ -586,14 +655,10 @@ def test_callbacks_of_a_task_read_by_its_caller_run_in_the_callers_thread(
 
 
 def open_once_the_caller_reads(pool: mp.Pool, gate: Path) -> threading.Thread:
-    """Create ``gate`` as soon as a caller reads a worker's socket itself."""
-    backend = pool._backend
-    assert isinstance(backend, ProcessBackend)
+    """Create ``gate`` as soon as a caller reads a worker's answer itself (it is "claimed")."""
 
     def open_gate() -> None:
-        wait_until(
-            lambda: any(w.claimed for w in backend._workers), what="a caller reading its answer"
-        )
+        wait_until(lambda: workers_in(pool, "claimed") == 1, what="a caller reading its answer")
         gate.touch()
 
     opener = threading.Thread(target=open_gate)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import makeparallel as mp
-from makeparallel.backends.process import ProcessBackend
 from polling import wait_for_file, wait_until
+from processes import worker_pids
 
 DEADLINE = 30.0
 
@@ -38,18 +38,17 @@ def touch(path: str) -> str:
     return path
 
 
-def engine(pool: mp.Pool) -> ProcessBackend:
-    backend = pool._backend
-    assert isinstance(backend, ProcessBackend)
-    return backend
+def queued_on_the_worker(pool: mp.Pool) -> int:
+    """How many tasks wait behind the running one on the pool's one worker."""
+    (worker,) = pool.workers_info()
+    return int(worker["queued"])
 
 
 @pytest.fixture
 def pool():
     with mp.Pool(workers=1, backend="process", name="ahead") as p:
         for handle in [p.submit(noop) for _ in range(200)]:
-            handle.result(timeout=DEADLINE)
-        assert engine(p)._ahead > 3, "no-op tasks should have proven short"
+            handle.result(timeout=DEADLINE)  # no-op tasks prove short: they are sent ahead
         yield p
 
 
@@ -62,8 +61,7 @@ def queue_behind(pool: mp.Pool, tmp_path: Path, first: mp.Handle[int], count: in
     """
     queued = [pool.submit(touch, str(tmp_path / f"ran-{i}")) for i in range(count)]
     Path(tmp_path / "gate").touch()
-    worker = engine(pool)._workers[0]
-    wait_until(lambda: len(worker.inflight) == count + 1, what="tasks queued on the worker")
+    wait_until(lambda: queued_on_the_worker(pool) == count, what="tasks queued on the worker")
     wait_until(first.running, what="the first task to start")
     return queued
 
@@ -107,9 +105,9 @@ def test_a_cancelled_task_waiting_in_a_worker_never_runs(pool: mp.Pool, tmp_path
     assert not (tmp_path / "ran-1").exists()
     assert not (tmp_path / "ran-2").exists()
     # the worker was not replaced for it, and answers the next task
-    pid = engine(pool).worker_pids()
+    pid = worker_pids(pool)
     assert pool.submit(touch, str(tmp_path / "after")).result(timeout=DEADLINE)
-    assert engine(pool).worker_pids() == pid
+    assert worker_pids(pool) == pid
 
 
 def test_a_crash_fails_only_the_running_task_and_requeues_the_rest(
@@ -133,12 +131,11 @@ def test_a_timeout_stops_only_its_task_and_frees_the_ones_behind(
     wait_until(gate.running, what="the gate task to start")
     hung = pool.submit(block_then_return, str(tmp_path / "never"), 1)
     queued = queue_behind(pool, tmp_path, hung, 3)
-    worker = engine(pool)._workers[0]
     # a task with a timeout waits in the pool until a worker is idle ...
     timed_out = mp.parallel(timeout=0.3, pool=pool)(block_then_return)
     late = timed_out(str(tmp_path / "never"), 3)
     assert late.state == "pending"
-    assert len(worker.inflight) == 4
+    assert queued_on_the_worker(pool) == 3
     # ... so when the hung task is stopped, the queued tasks run, then the timed one times out
     assert hung.cancel() is True
     assert [h.result(timeout=DEADLINE) for h in queued] == [
@@ -155,12 +152,22 @@ def busy(seconds: float) -> float:
     return seconds
 
 
-def test_long_tasks_stop_being_sent_ahead(pool: mp.Pool) -> None:
-    # One long answer raises the mean at most 2.8-fold (the outlier cap), so from
-    # a no-op's few microseconds it takes about eight of them to pass 2.5 ms.
-    for handle in [pool.submit(busy, 0.02) for _ in range(12)]:
-        handle.result(timeout=DEADLINE)
-    assert engine(pool)._ahead == 1
+def test_long_tasks_stop_being_sent_ahead(pool: mp.Pool, tmp_path: Path) -> None:
+    # One long answer raises the estimate tenfold at most (the outlier cap), so after
+    # no-ops of a few microseconds it takes several 20 ms tasks to stop sending ahead.
+    for _ in range(12):
+        pool.submit(busy, 0.02).result(timeout=DEADLINE)
+    # When the running task answers, the pool hands out what waits: one at a time now.
+    running = pool.submit(busy, 0.05)
+    gate = pool.submit(block_then_return, str(tmp_path / "gate"), 0)
+    waiting = [pool.submit(touch, str(tmp_path / f"ran-{i}")) for i in range(3)]
+    wait_until(lambda: running.done() and gate.running(), what="the gate task to be sent")
+    assert queued_on_the_worker(pool) == 0
+    assert all(h.state == "pending" for h in waiting)
+    Path(tmp_path / "gate").touch()
+    assert [h.result(timeout=DEADLINE) for h in waiting] == [
+        str(tmp_path / f"ran-{i}") for i in range(3)
+    ]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -179,7 +186,7 @@ def test_a_pool_at_rest_after_quick_round_trips_uses_no_cpu() -> None:
     with mp.Pool(workers=2, backend="process") as pool:
         for i in range(300):
             assert pool.submit(echo, i).result(timeout=DEADLINE) == i
-        pids = [os.getpid(), *engine(pool).worker_pids()]
+        pids = [os.getpid(), *worker_pids(pool)]
         before = [cpu_seconds(pid) for pid in pids]
         time.sleep(0.5)  # the stretch at rest that is measured
         used = [cpu_seconds(pid) - start for pid, start in zip(pids, before, strict=True)]

@@ -87,9 +87,9 @@ GRACEFUL = textwrap.dedent(
         finishing = pool.submit(finish, os.path.join(out, "finished"), 0.5)
         stuck = pool.submit(hang)
         queued = [pool.submit(finish, os.path.join(out, f"queued{i}"), 0) for i in range(3)]
-        while not (finishing.running() and stuck.running()):
+        while [w["state"] for w in pool.workers_info()].count("busy") < 2:
             time.sleep(0.01)
-        print(" ".join(map(str, pool._backend.worker_pids())), flush=True)
+        print(" ".join(str(w["pid"]) for w in pool.workers_info()), flush=True)
         stuck.result()
     """
 )
@@ -137,9 +137,9 @@ STUCK_AT_EXIT = textwrap.dedent(
         mp.configure(exit_timeout=float(sys.argv[1]))
         pool = mp.Pool(workers=1, backend="process")
         handle = pool.submit(stubborn)
-        while not handle.running():
+        while [w["state"] for w in pool.workers_info()] != ["busy"]:
             time.sleep(0.01)
-        print(" ".join(map(str, pool._backend.worker_pids())), flush=True)
+        print(" ".join(str(w["pid"]) for w in pool.workers_info()), flush=True)
     """
 )
 

@@ -29,15 +29,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain, islice
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from itertools import chain, islice, repeat
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from . import _serialize
 from ._task import ChunkValue
 from .handle import Handle
-
-if TYPE_CHECKING:
-    from .pool import Pool
 
 R = TypeVar("R")
 
@@ -55,6 +52,35 @@ _MIN_MEASURED_ITEMS = 64  # fewer items do not measure a per-item cost
 # "run here" is believed at once, one that says "ship" is checked on up to
 # this many chunks before the map stops measuring.
 _MEASURED_CHUNKS = 3
+
+
+class ChunkPool(Protocol):
+    """What a map needs of the pool it runs on."""
+
+    @property
+    def workers(self) -> int: ...
+
+    def start_map(self, fn: Callable[..., Any]) -> tuple[Callable[..., Any], bytes | None]:
+        """Check that a map may start here and now; the function to run and its bytes."""
+
+    def submit_chunk(
+        self,
+        fn: Callable[..., Any],
+        items: list[Any],
+        first_index: int,
+        fn_data: bytes | None,
+        item_timeout: float | None,
+        star: bool,
+    ) -> Handle[ChunkValue]:
+        """Queue one task that runs ``fn`` on each item."""
+
+    def may_run_inline(self) -> bool:
+        """Whether chunks may run in the caller's thread when that is faster."""
+
+    def run_chunk_here(
+        self, fn: Callable[..., Any], items: list[Any], first_index: int, star: bool
+    ) -> tuple[list[Any], dict[int, BaseException]]:
+        """Run one chunk in this thread: its values and ``{offset: error}``."""
 
 
 @dataclass
@@ -109,10 +135,13 @@ class _ChunkSizer:
 
 
 class _Items(chain[Any]):
-    """The items of a map's batches, one after the other.
+    """The items of a map's batches, one after the other, each let go once handed out.
 
     ``itertools.chain`` steps through a batch at C speed, where a generator
-    costs a resume per item (about 5 ms per 200 000 items here). Like a
+    costs a resume per item (about 5 ms per 200 000 items here). Each batch is
+    reversed and popped from its end (``map(list.pop, ...)``, also C), so the
+    iterator keeps no reference to an item it has yielded: a caller that drops
+    a large result frees it at once, as ``Executor.map`` promises. Like a
     generator it has ``close()``; dropping it closes the batches too. Either
     way a caller that stops early cancels what is still queued.
     """
@@ -128,14 +157,49 @@ class _Items(chain[Any]):
             pass  # what is left of the batch at hand: after close() nothing comes out
 
 
+def _handed_out(batch: list[Any]) -> Iterator[Any]:
+    """The items of ``batch`` in order, each removed from it as it comes out."""
+    batch.reverse()
+    return map(list.pop, repeat(batch, len(batch)))
+
+
 def flatten(batches: Iterator[list[R]]) -> Iterator[R]:
-    items = cast(_Items, _Items.from_iterable(batches))
+    items = cast(_Items, _Items.from_iterable(map(_handed_out, batches)))
     items._batches = batches
     return items
 
 
+def executor_map(
+    pool: ChunkPool,
+    fn: Callable[..., R],
+    iterables: tuple[Iterable[Any], ...],
+    timeout: float | None,
+    chunksize: int | None,
+) -> Iterator[R]:
+    """``Executor.map``: results in order; input read lazily, a bounded window ahead."""
+    if not iterables:
+        raise TypeError("map needs at least one iterable")
+    try:
+        length: int | None = min(len(it) for it in iterables)  # type: ignore[arg-type]
+    except TypeError:
+        length = None  # a generator among them: chunk sizes adapt as results come
+    # One iterable goes as it is: a list is then sliced, not zipped item by item.
+    single = len(iterables) == 1
+    batches = imap_batches(
+        pool,
+        fn,
+        iterables[0] if single else zip(*iterables, strict=False),
+        chunksize=chunksize,
+        ordered=True,
+        star=not single,
+        deadline=None if timeout is None else time.monotonic() + timeout,
+        length=length,
+    )
+    return flatten(batches)
+
+
 def imap_batches(
-    pool: Pool,
+    pool: ChunkPool,
     fn: Callable[..., R],
     iterable: Iterable[Any],
     *,
@@ -155,15 +219,10 @@ def imap_batches(
     ``length``: how many items there will be, when ``iterable`` cannot say.
     """
     check_map_arguments(fn, chunksize, on_error)
-    pool._check_open()
-    pool._refuse_to_wait_here("a map")
+    fn, fn_data = pool.start_map(fn)
     if length is None:
         length = _length_hint(iterable)
     items = _batches_of(iterable)
-    from .pool import unwrap_parallel
-
-    fn, fn_data = unwrap_parallel(fn)
-    fn_data = fn_data or pool._prepare_function(fn)
     sizer = _ChunkSizer(chunksize, length, pool.workers)
     return _results(
         pool,
@@ -209,7 +268,7 @@ def _length_hint(iterable: Iterable[Any]) -> int | None:
 
 
 def _results(
-    pool: Pool,
+    pool: ChunkPool,
     fn: Callable[..., Any],
     items: Callable[[int], list[Any]],
     fn_data: bytes | None,
@@ -227,13 +286,13 @@ def _results(
     next_index = 0
     exhausted = False
     # Automatic chunks may end up running here, in the caller's thread (see _runs_inline).
-    may_run_here = sizer.automatic and item_timeout is None and pool._may_run_maps_inline()
+    may_run_here = sizer.automatic and item_timeout is None and pool.may_run_inline()
     decided = not may_run_here
     measured = 0
     here = False
 
     def submit(first: int, batch: list[Any], single: bool) -> _Chunk:
-        handle = pool._submit_chunk(fn, batch, first, fn_data, item_timeout, star)
+        handle = pool.submit_chunk(fn, batch, first, fn_data, item_timeout, star)
         chunk = _Chunk(handle, first, batch, single)
         if not decided:
             chunk.pickle_seconds = _pickle_seconds(batch)
@@ -283,7 +342,7 @@ def _results(
         batch = items(sizer.size)
         if not batch:
             return None
-        values, errors = pool._run_chunk_here(fn, batch, next_index, star)
+        values, errors = pool.run_chunk_here(fn, batch, next_index, star)
         next_index += len(batch)
         return values, errors
 
@@ -295,7 +354,7 @@ def _results(
                 position = in_flight.index(chunk) if not ordered else 0
                 del in_flight[position]
                 if chunk.here:
-                    values, errors = pool._run_chunk_here(fn, chunk.items, chunk.first_index, star)
+                    values, errors = pool.run_chunk_here(fn, chunk.items, chunk.first_index, star)
                     if on_items_done is not None:
                         on_items_done(len(values))
                     yield from _outcomes(values, errors, on_error)

@@ -10,7 +10,6 @@ task id and name, function, worker, attempt, a short repr of the arguments.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import signal
 import threading
 from collections.abc import Callable
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from ._timer import TimerEntry
     from .policies import CircuitBreaker, Retry
 
-_ids = itertools.count(1)
 _event_lock = threading.Lock()
 
 
@@ -34,8 +32,11 @@ _event_lock = threading.Lock()
 ChunkValue = tuple[list[Any], dict[int, BaseException], float | None]
 
 
-def next_task_id() -> int:
-    return next(_ids)
+def unwrap_parallel(fn: Callable[..., Any]) -> tuple[Callable[..., Any], bytes | None]:
+    """The plain function behind a ``@parallel`` wrapper, and the wrapper pickled by reference."""
+    if getattr(type(fn), "_makeparallel_wrapper", False):
+        return fn.__wrapped__, fn._reference_bytes()  # type: ignore[attr-defined]
+    return fn, None
 
 
 @dataclass(eq=False)
@@ -86,6 +87,14 @@ class Task:
                 event = self._cancel_event
         return event
 
+    def may_wait(self) -> bool:
+        """The timeout rule: whether this task may wait behind another one on a worker.
+
+        A timeout's clock starts when the task is handed out, so a task with a
+        timeout only ever goes to a worker that starts it at once.
+        """
+        return self.timeout is None
+
     def assign(self, worker: str) -> None:
         """Record where this attempt runs (also on the handle, for the user)."""
         self.worker = worker
@@ -117,6 +126,11 @@ class Task:
 
     def describe(self) -> str:
         return f"task {self.id} ({self.handle.name})"
+
+
+def short_name(fn: Callable[..., Any]) -> str:
+    """A task's default name: its function's qualified name."""
+    return getattr(fn, "__qualname__", None) or qualified_name(fn)
 
 
 def qualified_name(fn: Callable[..., Any]) -> str:
@@ -181,7 +195,7 @@ def from_remote(task: Task, blob: bytes, worker: str, item: int | None = None) -
     if exc_bytes is not None:
         try:
             exc: BaseException = _serialize.loads(exc_bytes)
-        except Exception as problem:
+        except BaseException as problem:  # SystemExit from a __reduce__ too
             why_not = f"{type(problem).__name__}: {problem}"
         else:
             return annotate(_with_cause(exc, text, task.fn), context_note(task, worker, item))
@@ -227,7 +241,12 @@ def describe_exit(returncode: int | None) -> tuple[str, str | None]:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        hint = " (the system's out-of-memory killer sends this)" if name == "SIGKILL" else ""
+        hint = (
+            " from outside the pool (the system's out-of-memory killer, a CPU-time limit, "
+            "or a person may send it)"
+            if name == "SIGKILL"
+            else ""
+        )
         return f"was killed by {name}{hint}", name
     return f"exited with code {returncode}", None
 

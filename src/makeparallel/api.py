@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
-from . import _mapping, _serialize
-from . import pool as pool_module
+from . import _mapping, _serialize, _settings
+from ._arguments import check_start, check_workers
 from .backends import ENGINE_NAMES, resolve_kind
 from .handle import Handle
 from .policies import CircuitBreaker, Retry, check_seconds, check_timeout
-from .pool import Pool, ShutdownSummary, check_start, check_workers, live_pools
+from .pool import Pool, ShutdownSummary, live_pools
 
 __all__ = [
     "ParallelFunction",
@@ -69,7 +69,7 @@ def default_pool(backend: BackendSpec | None = None) -> Pool:
     key = f"executor-{id(spec)}" if isinstance(spec, concurrent.futures.Executor) else spec
     with _defaults_lock:
         pool = _default_pools.get(key)
-        if pool is None or pool._state != "running":
+        if pool is None or not pool._open:
             forks = not isinstance(spec, concurrent.futures.Executor) and (
                 resolve_kind(spec) == "process"
             )
@@ -108,7 +108,7 @@ def configure(
     if backend is not None:
         _check_backend(backend)
     if exit_timeout is not _KEEP:
-        pool_module.exit_timeout = (
+        _settings.exit_timeout = (
             None if exit_timeout is None else check_seconds("exit_timeout", exit_timeout)
         )
     with _defaults_lock:
@@ -462,7 +462,7 @@ def _imap_batches(
 
     def start(pool: Pool, bar: ItemsDone) -> Iterator[list[Any]]:
         return _mapping.imap_batches(
-            pool,
+            pool._maps,
             fn,
             iterable,
             chunksize=chunksize,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import enum
+import itertools
 import logging
 import threading
 import time
@@ -61,30 +62,52 @@ _ALLOWED: dict[TaskState, frozenset[TaskState]] = {
 _FUTURE_PENDING = concurrent.futures._base.PENDING
 _FUTURE_RUNNING = concurrent.futures._base.RUNNING
 _FUTURE_FINISHED = concurrent.futures._base.FINISHED
+_FUTURE_DONE = frozenset(
+    {
+        concurrent.futures._base.CANCELLED,
+        concurrent.futures._base.CANCELLED_AND_NOTIFIED,
+        _FUTURE_FINISHED,
+    }
+)
 _NOWHERE: frozenset[TaskState] = frozenset()  # no move leaves a terminal state
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
+_ids = itertools.count(1)
+
+
+def next_task_id() -> int:
+    """A task id unique within this process."""
+    return next(_ids)
 
 
 class _Condition(threading.Condition):
-    """A Condition over a plain lock: 2 objects where a Future's own makes 8.
+    """A Condition over the handle's own reentrant lock: 2 objects where a Future's makes 8.
 
     A pool keeps one per waiting task, and each object is one more for the
-    garbage collector to traverse. threading.Condition creates an RLock and
-    stores five of the lock's bound methods on each instance; here
-    ``acquire`` and ``release`` are methods, the plain lock needs none of the
-    others, and the lock is the handle's own. A plain lock is enough: nothing
-    takes a future's condition twice in one thread.
+    garbage collector to traverse. threading.Condition stores five of the
+    lock's bound methods on each instance; here they are methods of the
+    class. The lock is reentrant, as a Future's is: ``concurrent.futures.wait``
+    holds every future's condition and then asks a finished one for its
+    exception, which takes the same lock again.
     """
 
-    def __init__(self, lock: threading.Lock) -> None:  # not super().__init__: it adds them
+    def __init__(self, lock: Any) -> None:  # not super().__init__: it adds them
         self._lock = lock
         self._waiters: deque[Any] = deque()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return self._lock.acquire(blocking, timeout)
+        return bool(self._lock.acquire(blocking, timeout))
 
     def release(self) -> None:
         self._lock.release()
+
+    def _release_save(self) -> Any:
+        return self._lock._release_save()
+
+    def _acquire_restore(self, saved: Any) -> None:
+        self._lock._acquire_restore(saved)
+
+    def _is_owned(self) -> bool:
+        return bool(self._lock._is_owned())
 
 
 class InvalidTransitionError(RuntimeError):
@@ -101,24 +124,23 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
 
     def __init__(
         self,
-        task_id: int,
-        name: str,
+        task_id: int | None = None,
+        name: str = "task",
         metadata: Mapping[str, Any] | None = None,
         canceller: Callable[[Handle[Any]], bool] | None = None,
         reader: Callable[[Handle[Any], float | None], float | None] | None = None,
     ) -> None:
         # What Future.__init__ sets (the same six attributes in Python 3.11 to 3.14;
         # tests/test_api.py checks them against a fresh Future), with a lighter
-        # condition: see _Condition. Its lock is also the handle's state lock, so
-        # never call a Future method while holding _state_lock.
-        self._state_lock = threading.Lock()
+        # condition: see _Condition. Its lock is also the handle's state lock.
+        self._state_lock = threading.RLock()
         self._condition = _Condition(self._state_lock)
         self._state = _FUTURE_PENDING
         self._result: R | None = None
         self._exception: BaseException | None = None
         self._waiters: list[Any] = []
         self._done_callbacks: list[Callable[[concurrent.futures.Future[R]], object]] = []
-        self._task_id = task_id
+        self._task_id = next_task_id() if task_id is None else task_id
         self._name = name
         self._metadata: Mapping[str, Any] = (
             MappingProxyType(dict(metadata)) if metadata else _NO_METADATA
@@ -296,13 +318,41 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
     def _run_callback(self, callback: Callable[[Any], object], value: object) -> None:
         try:
             callback(value)
-        except Exception:
-            logger.exception(
-                "callback %r of task %s (%s) raised; the task and the pool are unaffected",
-                callback,
-                self._task_id,
-                self._name,
-            )
+        except BaseException as exc:
+            self._callback_failed(callback, exc)
+
+    def add_done_callback(self, fn: Callable[[concurrent.futures.Future[R]], object]) -> None:
+        """As ``Future.add_done_callback``, but an exception from ``fn`` is logged, whatever
+        it is: a callback never harms the task, the pool or the thread that runs it."""
+        with self._state_lock:
+            if self._state not in _FUTURE_DONE:
+                self._done_callbacks.append(fn)
+                return
+        try:
+            fn(self)
+        except BaseException as exc:
+            self._callback_failed(fn, exc)
+
+    def _invoke_callbacks(self) -> None:
+        for callback in self._done_callbacks:
+            try:
+                callback(self)
+            except BaseException as exc:
+                self._callback_failed(callback, exc)
+
+    def _callback_failed(self, callback: object, exc: BaseException) -> None:
+        if (
+            isinstance(exc, KeyboardInterrupt)
+            and threading.current_thread() is threading.main_thread()
+        ):
+            raise exc  # Ctrl-C while a callback ran in the program's own thread: stop
+        logger.error(
+            "callback %r of task %s (%s) raised; the task and the pool are unaffected",
+            callback,
+            self._task_id,
+            self._name,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
 
     def __await__(self) -> Generator[Any, None, R]:
         import asyncio
@@ -368,7 +418,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
                 waiter.add_result(self)
             if self._condition._waiters:  # type: ignore[attr-defined]
                 self._condition.notify_all()
-        self._invoke_callbacks()  # type: ignore[attr-defined]
+        self._invoke_callbacks()
 
     def _fail(self, exc: BaseException, state: TaskState = TaskState.FAILED) -> None:
         """Finish with ``exc``: FAILED, TIMED_OUT, or CANCELLED for a stopped running task."""

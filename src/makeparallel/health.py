@@ -7,8 +7,13 @@ pool and its engine keep anyway and never waits on a worker.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._task import Task
+    from .backends.base import EngineStats
 
 __all__ = ["HealthReport", "RunningTask"]
 
@@ -38,6 +43,7 @@ class HealthReport:
     workers_starting: int
     workers_busy: int
     workers_idle: int
+    workers_stuck: int  # threads still running a task that timed out or was cancelled
     queue_depth: int  # tasks waiting for a worker
     tasks_running: int
     tasks_waiting_to_retry: int
@@ -53,12 +59,7 @@ class HealthReport:
 
 
 def judge(
-    state: str,
-    broken: BaseException | None,
-    expected: int,
-    alive: int,
-    starting: int,
-    crashes: int,
+    state: str, broken: BaseException | None, expected: int, engine: EngineStats
 ) -> tuple[str, ...]:
     """The reasons a pool is unhealthy; empty when it is healthy."""
     reasons: list[str] = []
@@ -66,9 +67,58 @@ def judge(
         reasons.append(f"the pool is {state.replace('_', ' ')}")
     if broken is not None:
         reasons.append(f"the pool cannot run tasks: {broken}")
-    if state == "running" and broken is None and alive + starting < expected:
-        reasons.append(f"{alive} of {expected} workers alive")
+    if state == "running" and broken is None and engine.alive + engine.starting < expected:
+        reasons.append(f"{engine.alive} of {expected} workers alive")
     limit = max(3, expected * CRASHES_PER_WORKER_PER_MINUTE)
-    if crashes >= limit:
-        reasons.append(f"{crashes} workers crashed in the last minute")
+    if engine.crashes_last_minute >= limit:
+        reasons.append(f"{engine.crashes_last_minute} workers crashed in the last minute")
+    if engine.stuck:
+        reasons.append(
+            f"{engine.stuck} worker thread(s) still run a task that timed out or was "
+            "cancelled (a thread cannot be killed; each leaves when its task returns)"
+        )
     return tuple(reasons)
+
+
+def report(
+    pool: str,
+    backend: str,
+    state: str,
+    broken: BaseException | None,
+    expected: int,
+    engine: EngineStats,
+    running: list[Task],
+    queue_depth: int,
+    retrying: int,
+) -> HealthReport:
+    """The report of one pool, from what it and its engine counted."""
+    now = time.monotonic()
+    started = [(t, t.handle._started_at) for t in running]
+    longest = sorted(
+        (
+            RunningTask(t.id, t.handle.name, round(now - at, 3), t.worker)
+            for t, at in started
+            if at is not None
+        ),
+        key=lambda r: -r.seconds,
+    )[:5]
+    busy = min(len(running), engine.alive)
+    return HealthReport(
+        pool=pool,
+        backend=backend,
+        state=state,
+        healthy=False,
+        reasons=(),
+        workers_expected=expected,
+        workers_alive=engine.alive,
+        workers_starting=engine.starting,
+        workers_busy=busy,
+        workers_idle=max(0, engine.alive - busy),
+        workers_stuck=engine.stuck,
+        queue_depth=queue_depth,
+        tasks_running=len(running),
+        tasks_waiting_to_retry=retrying,
+        longest_running=tuple(longest),
+        restarts_last_minute=engine.restarts_last_minute,
+        crashes_last_minute=engine.crashes_last_minute,
+    )._replace_verdict(judge(state, broken, expected, engine))

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Real
+from typing import Literal
 
 from .errors import SerializationError, TaskCancelledError, TaskError
 
@@ -293,3 +294,37 @@ class CircuitBreaker:
             f"<CircuitBreaker {self.name} state={self._state} failures={self._failures}/"
             f"{self.failure_threshold}>"
         )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a finished attempt ends its task; the pool acts on it (``decide``)."""
+
+    outcome: Literal["succeed", "retry", "fail"]
+    delay: float = 0.0  # seconds before the next attempt ("retry")
+    breaker: Literal["success", "failure", "release"] | None = None  # what the breaker is told
+
+
+def decide(
+    ok: bool,
+    error: BaseException | None,
+    attempt: int,
+    retry: Retry | None,
+    has_breaker: bool,
+    may_retry: bool = True,
+) -> Decision:
+    """What to do with attempt number ``attempt``, which succeeded (``ok``) or raised ``error``.
+
+    A cancelled call gives its circuit breaker no verdict: it lets another
+    trial call through instead.
+    """
+    if ok:
+        return Decision("succeed", breaker="success" if has_breaker else None)
+    assert error is not None
+    if may_retry and retry is not None and retry.should_retry(error, attempt):
+        return Decision("retry", delay=retry.delay(attempt))
+    if not has_breaker:
+        return Decision("fail")
+    return Decision(
+        "fail", breaker="release" if isinstance(error, TaskCancelledError) else "failure"
+    )

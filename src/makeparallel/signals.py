@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from types import FrameType
 
-from . import pool as _pool
+from . import _settings
 from .policies import check_timeout
 
 __all__ = ["install_signal_handlers"]
@@ -51,11 +51,11 @@ def install_signal_handlers(
     def handle(signum: int, frame: FrameType | None) -> None:
         for other in chosen:
             signal.signal(other, signal.SIG_DFL)  # a second signal acts at once
-        _pool.graceful_exit_deadline = time.monotonic() + (seconds or 0.0)
+        _settings.graceful_exit_deadline = time.monotonic() + (seconds or 0.0)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
     for signum in chosen:
         signal.signal(signum, handle)
-    _pool.workers_ignore_sigterm = signal.SIGTERM in chosen
+    _settings.workers_ignore_sigterm = signal.SIGTERM in chosen

@@ -9,6 +9,7 @@ work so an idle engine knows to pull.
 from __future__ import annotations
 
 import abc
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -41,6 +42,46 @@ class Sink(Protocol):
         """The engine cannot run anything any more (its workers cannot start)."""
 
 
+class WeakSink:
+    """A pool as its engine sees it, without keeping it alive; once it is gone,
+    nothing waits and nothing is reported.
+
+    An engine's threads see the pool this way, so that a pool its program no
+    longer holds is collected, and its workers and threads go with it.
+    """
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = weakref.ref(sink)
+
+    def take(self, ahead: bool = False) -> Task | None:
+        sink = self._sink()
+        return None if sink is None else sink.take(ahead)
+
+    def take_some(self, limit: int, ahead: bool = False) -> list[Task]:
+        sink = self._sink()
+        return [] if sink is None else sink.take_some(limit, ahead)
+
+    def has_pending(self) -> bool:
+        sink = self._sink()
+        return sink is not None and sink.has_pending()
+
+    def pending_count(self) -> int:
+        sink = self._sink()
+        return 0 if sink is None else sink.pending_count()
+
+    def finished(self, task: Task, ok: bool, value: Any) -> None:
+        sink = self._sink()
+        if sink is not None:
+            sink.finished(task, ok, value)
+
+    def broken(self, error: BaseException) -> None:
+        sink = self._sink()
+        if sink is not None:
+            sink.broken(error)
+
+
 @dataclass(frozen=True)
 class WorkerSetup:
     """How each worker starts and how long it lives."""
@@ -70,6 +111,7 @@ class EngineStats:
     starting: int = 0
     restarts_last_minute: int = 0
     crashes_last_minute: int = 0
+    stuck: int = 0  # threads still running a task that was stopped (threads cannot be killed)
 
 
 class Backend(abc.ABC):
@@ -88,6 +130,10 @@ class Backend(abc.ABC):
 
     def stats(self) -> EngineStats:
         return EngineStats(alive=self.workers)
+
+    def workers_info(self) -> list[dict[str, Any]]:
+        """One record per worker (process engine); empty where workers are not the pool's own."""
+        return []
 
     def resize(self, workers: int) -> None:
         """Run with exactly ``workers`` workers from now on."""

@@ -8,6 +8,11 @@ and the pool drops whatever the task returns later.
 With min_workers < max_workers, a thread is added while tasks wait and no
 thread is idle, and a thread idle for ``idle_timeout`` leaves (never below
 the minimum).
+
+A thread whose task was stopped (a timeout, a cancel) but goes on running
+is *stuck*: it no longer counts towards the pool's size, a new thread takes
+its place at once, ``health()`` reports it, and nothing waits for it at
+shutdown. It leaves when its task returns.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ class ThreadBackend(Backend):
         self._threads: list[threading.Thread] = []
         self._max = self.workers
         self._min = self.setup.min_workers if self.setup.min_workers is not None else self.workers
-        self._count = 0  # threads started and not yet leaving
+        self._count = 0  # threads started and not yet leaving (stuck ones not counted)
         self._idle = 0  # threads waiting for work
+        self._running: dict[int, threading.Thread] = {}  # task id -> the thread running it
+        self._stuck: set[threading.Thread] = set()  # running a task that was stopped
         for _ in range(self._min):
             self._start_thread()
 
@@ -53,7 +60,7 @@ class ThreadBackend(Backend):
 
     def stats(self) -> EngineStats:
         with self._wake:
-            return EngineStats(alive=self._count)
+            return EngineStats(alive=self._count, stuck=len(self._stuck))
 
     def poke(self) -> None:
         with self._wake:
@@ -77,6 +84,15 @@ class ThreadBackend(Backend):
 
     def stop_task(self, task: Task, error: BaseException) -> bool:
         task.cancel_event.set()  # the task sees current_task().cancelled()
+        with self._wake:
+            thread = self._running.pop(task.id, None)
+            if thread is None:
+                return False  # it has returned already
+            self._stuck.add(thread)
+            self._count -= 1
+            replace = not self._stopping
+        if replace:
+            self._start_thread()  # the pool keeps its size while the stuck thread runs on
         return False
 
     def _leave_if_surplus(self, idle_too_long: bool = False) -> bool:
@@ -87,7 +103,8 @@ class ThreadBackend(Backend):
         return False
 
     def _loop(self) -> None:
-        name = threading.current_thread().name
+        me = threading.current_thread()
+        name = me.name
         try:
             self.setup.run_initializer()
         except Exception as exc:
@@ -117,8 +134,16 @@ class ThreadBackend(Backend):
                                 return
                 continue
             task.assign(name)
+            with self._wake:
+                self._running[task.id] = me
             ok, value = run_here(task, name)
-            self._sink.finished(task, ok, value)
+            with self._wake:
+                stuck = me in self._stuck
+                self._stuck.discard(me)
+                self._running.pop(task.id, None)
+            self._sink.finished(task, ok, value)  # (a stopped task's end is ignored)
+            if stuck:
+                return  # replaced when its task was stopped
             done += 1
             with self._wake:
                 if self._stopping or self._leave_if_surplus():
@@ -153,7 +178,12 @@ class ThreadBackend(Backend):
         current = threading.current_thread()
         while True:
             with self._wake:
-                alive = [t for t in self._threads if t.is_alive() and t is not current]
+                # a stuck thread runs a task that was stopped: nobody waits for it
+                alive = [
+                    t
+                    for t in self._threads
+                    if t.is_alive() and t is not current and t not in self._stuck
+                ]
             if not alive:
                 return
             for thread in alive:

@@ -1,0 +1,17 @@
+"""Process-wide settings that several modules read and a few public calls write.
+
+They live here, at the bottom of the import graph, so that an engine can
+read a setting without importing the pool (which imports the engines).
+This module must never import the rest of the package.
+"""
+
+from __future__ import annotations
+
+#: set by configure(): at a normal exit, how long submitted work may still run (None: no limit)
+exit_timeout: float | None = 60.0
+
+#: set by install_signal_handlers(): exit gracefully, but no later than this (monotonic clock)
+graceful_exit_deadline: float | None = None
+
+#: set by install_signal_handlers(): new worker processes ignore SIGTERM sent to the group
+workers_ignore_sigterm = False

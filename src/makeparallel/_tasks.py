@@ -1,0 +1,372 @@
+"""The tasks of one pool, from its queue to their one terminal state.
+
+    Pool.submit --enqueue--> pending (FIFO) --take (the engine)--> running
+                                                                       |
+                       finished(task, ok, value) <-- the engine -------+
+                                |
+                          decide (policies): succeed | retry later | fail
+                                                          |
+                        retrying (a back-off on the timer) +--> pending again
+
+    a timeout (timer thread), cancel(), a shutdown's deadline --stop--> release,
+        the engine makes sure it stops, then it is settled with the error asked for
+
+``TaskBook`` is the engine's ``Sink``: engines pull tasks with ``take`` and
+report each end with ``finished``; they never decide what an end means. A
+running attempt leaves ``running`` exactly once (``release``): whoever takes
+it out settles it, and a late report of the same attempt is ignored. That
+is how a result racing a cancel, or a timeout racing a crash, still ends
+the task in exactly one state.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from . import _lifetime
+from ._task import Task
+from ._timer import Timer
+from .backends.base import Backend
+from .errors import (
+    PoolFullError,
+    SerializationError,
+    TaskCancelledError,
+    TaskError,
+    TaskTimeoutError,
+)
+from .handle import Handle, TaskState
+from .policies import CircuitBreaker, Decision, decide
+
+if TYPE_CHECKING:
+    from .pool import Pool
+
+logger = logging.getLogger("makeparallel")
+
+RUNNING, CLOSING, CLOSED = "running", "closing", "closed"
+
+
+class TaskBook:
+    """Every task of one pool that has not ended: queued, running, or waiting to retry."""
+
+    def __init__(self, owner: Pool, max_pending: int | None, pending_timeout: float | None) -> None:
+        self.name = owner.name
+        self._owner = weakref.ref(owner)  # kept alive while busy (``_lifetime.busy``)
+        self.generation = _lifetime.generation
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # a task ended, or left the queue
+        self._room = threading.Condition(self.lock)  # max_pending: a queued task left
+        self._max_pending = max_pending
+        self._pending_timeout = pending_timeout
+        self.pending: deque[Task] = deque()
+        self.running: dict[int, Task] = {}
+        self.retrying: dict[int, Task] = {}  # failed attempts waiting for their back-off
+        self.timer = Timer(f"{owner.name}-timer")
+        self.state = RUNNING
+        self.broken_by: BaseException | None = None  # why no task can run any more
+        self._engine_closed = False
+        self.backend: Backend  # set by the pool once its engine exists
+
+    # -- queueing ----------------------------------------------------------------------
+
+    def enqueue(self, task: Task) -> None:
+        try:
+            self.backend.prepare(task)
+        except SerializationError as error:
+            task.handle._fail(error)
+            return
+        with self.lock:
+            self._wait_for_room(task)
+            if self.state != RUNNING:
+                raise RuntimeError(closed_message(self.name))
+            broken = self.broken_by
+            if broken is None:
+                self.pending.append(task)
+                owner = self._owner()
+                if owner is not None:
+                    _lifetime.busy(owner)  # kept until its work is done, even if dropped
+        if broken is not None:
+            task.handle._fail(broken)
+            return
+        self.backend.poke()
+
+    def _wait_for_room(self, task: Task) -> None:
+        """With ``max_pending``: block (holding no lock while waiting) until the queue has room."""
+        limit = self._max_pending
+        if limit is None or len(self.pending) < limit:
+            return
+        deadline = (
+            None if self._pending_timeout is None else time.monotonic() + self._pending_timeout
+        )
+        while len(self.pending) >= limit and self.state == RUNNING and self.broken_by is None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise PoolFullError(
+                    f"pool {self.name!r} already has {limit} tasks waiting (max_pending); "
+                    f"{task.describe()} was not queued. Wait for results before submitting "
+                    "more, raise max_pending, or set pending_timeout to wait longer"
+                )
+            self._room.wait(remaining)
+
+    # -- what engines call (the Sink protocol) -----------------------------------------
+
+    def take(self, ahead: bool = False) -> Task | None:
+        with self.lock:
+            return self._take_locked(ahead)
+
+    def take_some(self, limit: int, ahead: bool = False) -> list[Task]:
+        tasks: list[Task] = []
+        with self.lock:
+            while len(tasks) < limit:
+                task = self._take_locked(ahead or bool(tasks))
+                if task is None:
+                    break
+                tasks.append(task)
+        return tasks
+
+    def _take_locked(self, ahead: bool) -> Task | None:
+        pending = self.pending
+        while pending:
+            if ahead and not pending[0].may_wait():
+                return None  # its clock starts now: it must go to a worker that starts it
+            task = pending.popleft()
+            if self._max_pending is not None:
+                self._room.notify()
+            if task.handle._start():
+                self.running[task.id] = task
+                if task.timeout is not None:
+                    task.deadline_entry = self.timer.call_at(
+                        time.monotonic() + task.timeout, functools.partial(self._expire, task)
+                    )
+                return task
+            self.changed.notify_all()  # a cancelled task left the queue
+        return None
+
+    def has_pending(self) -> bool:
+        return bool(self.pending)
+
+    def pending_count(self) -> int:
+        return len(self.pending)  # a read of one length: no lock needed
+
+    def finished(self, task: Task, ok: bool, value: Any) -> None:
+        if not self._release(task):
+            return  # an attempt that was already stopped (timeout, cancel) reports late
+        self._settle(task, ok, value)
+        self.after_change()
+
+    def broken(self, error: BaseException) -> None:
+        with self.lock:
+            self.broken_by = error
+            self._room.notify_all()
+            pending = list(self.pending) + list(self.retrying.values())
+            self.pending.clear()
+            self.retrying.clear()
+        for task in pending:
+            if task.handle.state is TaskState.PENDING:
+                task.handle._fail(error)
+        self.after_change()
+
+    # -- how a task ends ---------------------------------------------------------------
+
+    def _release(self, task: Task) -> bool:
+        """Take ``task`` out of the running set; False if it is not the running attempt."""
+        with self.lock:
+            if self.running.get(task.id) is not task:
+                return False
+            del self.running[task.id]
+        if task.deadline_entry is not None:
+            self.timer.cancel(task.deadline_entry)
+        return True
+
+    def _settle(self, task: Task, ok: bool, value: Any, *, may_retry: bool = True) -> None:
+        """End a finished attempt as ``decide`` says: success, another attempt, or failure."""
+        error: BaseException | None = None if ok else value
+        decision = decide(ok, error, task.attempt, task.retry, task.breaker is not None, may_retry)
+        _tell_breaker(task.breaker, decision)
+        handle = task.handle
+        if decision.outcome == "succeed":
+            handle._succeed(value)
+        elif decision.outcome == "retry":
+            assert task.retry is not None
+            assert error is not None
+            logger.warning(
+                "%s failed on attempt %d of %d (%s: %s); retrying in %.2f s",
+                task.describe(),
+                task.attempt,
+                task.retry.attempts,
+                type(error).__name__,
+                error,
+                decision.delay,
+            )
+            following = task.next_attempt()
+            with self.lock:
+                self.retrying[task.id] = following
+            handle._retry()
+            self.timer.call_at(
+                time.monotonic() + decision.delay, functools.partial(self._resubmit, following)
+            )
+        else:
+            assert error is not None
+            handle._fail(error, _terminal_state(error))
+
+    def _resubmit(self, task: Task) -> None:
+        with self.lock:
+            self.retrying.pop(task.id, None)
+            queued = task.handle.state is TaskState.PENDING and self.broken_by is None
+            if queued:
+                self.pending.append(task)
+        if queued:
+            self.backend.poke()
+        self.after_change()
+
+    def stop(self, task: Task, error: BaseException, *, may_retry: bool) -> bool:
+        """End a running attempt from outside: a timeout, a cancel, a shutdown's deadline.
+
+        The attempt leaves the running set first, so whatever it still reports
+        is ignored; then the engine makes sure it stops (a process worker is
+        killed and replaced, a thread is told to stop); then the task is
+        settled with ``error``. False if the attempt had ended already.
+        """
+        if not self._release(task):
+            return False
+        self.backend.stop_task(task, error)
+        self._settle(task, False, error, may_retry=may_retry)
+        self.after_change()
+        return True
+
+    def _expire(self, task: Task) -> None:
+        assert task.timeout is not None
+        how = (
+            "its worker process was stopped and replaced"
+            if self.backend.kind == "process"
+            else "a thread cannot be killed: the task was asked to stop "
+            "(current_task().cancelled() is now True) and its result will be dropped"
+        )
+        error = TaskTimeoutError(
+            f"{task.describe()} timed out after {task.timeout:g} s on attempt {task.attempt}; "
+            f"{how}",
+            **task.context(),
+        )
+        self.stop(task, error, may_retry=True)
+
+    def cancel_running(self, handle: Handle[Any]) -> bool:
+        """Every handle's canceller: stop its running attempt, or forget its scheduled retry."""
+        if self.generation != _lifetime.generation:
+            return False  # a forked process's copy: the task is the parent's
+        with self.lock:
+            task = self.running.get(handle.task_id)
+            if task is None:
+                self.retrying.pop(handle.task_id, None)
+        if task is None:
+            self.after_change()
+            return handle.cancelled()
+        error = TaskCancelledError(
+            f"{task.describe()} was cancelled while running", **task.context()
+        )
+        return self.stop(task, error, may_retry=False) or handle.cancelled()
+
+    def after_change(self) -> None:
+        if self.pending or self.running or self.retrying:
+            # Not idle. Read without the lock: whoever ends the last task checks
+            # after its own removal, and so sees the pool idle.
+            return
+        with self.lock:
+            idle = not self.pending and not self.running and not self.retrying
+            if idle:
+                self.changed.notify_all()
+                owner = self._owner()
+                if owner is not None:
+                    _lifetime.idle(owner)
+            close_now = idle and self.state == CLOSING and not self._engine_closed
+            if close_now:
+                self._engine_closed = True
+        if close_now:
+            self.backend.close(None, wait=False)
+
+    # -- shutting down -----------------------------------------------------------------
+
+    def close(self, cancel_pending: bool) -> tuple[list[Task], list[Task]] | None:
+        """Accept no more tasks: the tasks not ended, and those cancelled (None: closed already)."""
+        with self.lock:
+            if self.state == CLOSED:
+                return None
+            self.state = CLOSING
+            self._room.notify_all()  # blocked submitters learn that the pool is closing
+            unfinished = (
+                list(self.pending) + list(self.retrying.values()) + list(self.running.values())
+            )
+            cancelled: list[Task] = []
+            if cancel_pending:
+                cancelled = list(self.pending) + list(self.retrying.values())
+                self.pending.clear()
+                self.retrying.clear()
+        for task in cancelled:
+            task.handle.cancel()
+        return unfinished, cancelled
+
+    def wait_for_end(self, deadline: float | None) -> list[Task]:
+        """Wait for every task to end, at most until ``deadline``: those that did not."""
+        with self.lock:
+            while self.pending or self.running or self.retrying:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self.changed.wait(remaining)
+            stragglers = (
+                list(self.pending) + list(self.retrying.values()) + list(self.running.values())
+            )
+            self.pending.clear()
+            self.retrying.clear()
+            self._engine_closed = True
+        return stragglers
+
+    def stop_straggler(self, task: Task) -> None:
+        if task.handle.state is TaskState.PENDING:
+            task.handle.cancel()
+            return
+        error = TaskError(
+            f"{task.describe()} was stopped: pool {self.name!r} shut down before it finished",
+            **task.context(),
+        )
+        self.stop(task, error, may_retry=False)
+
+    def closed(self) -> None:
+        self.timer.close()
+        owner = self._owner()
+        if owner is not None:
+            _lifetime.idle(owner)
+        self.state = CLOSED
+
+
+def closed_message(pool: str) -> str:
+    """Why a pool takes no more work, in the words code written for executors looks for."""
+    if _lifetime.exiting:
+        return (
+            "cannot schedule new futures after interpreter shutdown: pool "
+            f"{pool!r} was shut down as the program ends"
+        )
+    return f"cannot schedule new futures after shutdown: pool {pool!r} is shut down"
+
+
+def _tell_breaker(breaker: CircuitBreaker | None, decision: Decision) -> None:
+    if breaker is None or decision.breaker is None:
+        return
+    if decision.breaker == "success":
+        breaker.record_success()
+    elif decision.breaker == "failure":
+        breaker.record_failure()
+    else:
+        breaker.release_trial()
+
+
+def _terminal_state(error: BaseException) -> TaskState:
+    if isinstance(error, TaskTimeoutError):
+        return TaskState.TIMED_OUT
+    if isinstance(error, TaskCancelledError):
+        return TaskState.CANCELLED
+    return TaskState.FAILED
