@@ -16,6 +16,9 @@ import makeparallel as mp
 #: how long a test waits for something that should happen almost at once
 DEADLINE = 10.0
 
+# CPython's tests, vendored unchanged (vendor/cpython/README.md), are not collected as they are.
+collect_ignore = ["vendor"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _shutdown_every_pool_at_the_end() -> Iterator[None]:
