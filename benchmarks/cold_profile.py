@@ -47,7 +47,7 @@ import overhead
 import peers
 import workloads
 from machine import compile_bytecode
-from makeparallel._process_tree import children
+from makeparallel._worker.process_tree import children
 from measure import Contender, Measure, Row, run_rounds
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

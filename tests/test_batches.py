@@ -277,18 +277,32 @@ def wait_and_count(release: threading.Event, ran: list[bool]) -> bool:
     return release.wait(DEADLINE)
 
 
+def wait_and_count_pair(item: tuple[threading.Event, list[bool]]) -> bool:
+    return wait_and_count(*item)
+
+
 @pytest.mark.parametrize("stop", ["close", "drop"])
-def test_a_map_stopped_early_cancels_what_is_queued(thread_pool: mp.Pool, stop: str) -> None:
+@pytest.mark.parametrize(
+    ("how", "queued"),
+    # Executor.map submits every item at once; imap keeps two chunks per worker in flight.
+    [("map", 18), ("imap", 2)],
+)
+def test_a_map_stopped_early_cancels_what_is_queued(
+    thread_pool: mp.Pool, stop: str, how: str, queued: int
+) -> None:
     done, blocked = threading.Event(), threading.Event()
     done.set()
     ran: list[bool] = []
     items = [(done, ran)] + [(blocked, ran)] * 20
     try:
-        results = thread_pool.map(wait_and_count, *zip(*items, strict=True), chunksize=1)
+        if how == "map":
+            results = thread_pool.map(wait_and_count, *zip(*items, strict=True), chunksize=1)
+        else:
+            results = thread_pool.imap(wait_and_count_pair, items, chunksize=1)
         assert next(results) is True
-        # the next two items hold both workers, two more wait
+        # the next two items hold both workers, the others wait
         assert _wait_until(lambda: thread_pool.health().tasks_running == 2, timeout=DEADLINE)
-        assert thread_pool.health().queue_depth == 2
+        assert thread_pool.health().queue_depth == queued
 
         if stop == "close":
             results.close()  # type: ignore[attr-defined]
@@ -301,7 +315,14 @@ def test_a_map_stopped_early_cancels_what_is_queued(thread_pool: mp.Pool, stop: 
         blocked.set()
 
     assert _wait_until(lambda: thread_pool.health().tasks_running == 0, timeout=DEADLINE)
-    assert len(ran) == 3  # the two waiting items never ran
+    assert len(ran) == 3  # the waiting items never ran
+
+
+def test_executor_map_starts_the_work_without_being_iterated(thread_pool: mp.Pool) -> None:
+    ran: list[int] = []
+    thread_pool.map(ran.append, range(10))  # the results are never asked for
+    assert _wait_until(lambda: len(ran) == 10, timeout=DEADLINE)
+    assert sorted(ran) == list(range(10))
 
 
 # -- gather and as_completed ---------------------------------------------------------------

@@ -115,11 +115,18 @@ def test_doctor_reports_and_passes() -> None:
 def test_doctor_checks_the_bytecode_of_every_module_a_worker_imports() -> None:
     imported = run_python(
         "-c",
-        "import sys, makeparallel._worker; "
+        "import sys, makeparallel._worker.main; "
         "print(' '.join(m for m in sys.modules if m.startswith('makeparallel')))",
     ).stdout.split()
 
     assert sorted(imported) == sorted(WORKER_MODULES)
+
+
+def test_a_running_worker_has_imported_only_the_worker_package() -> None:
+    # (a lambda travels by value: unpickling it imports no module of the tests)
+    loaded = lambda: sorted(m for m in __import__("sys").modules if m.startswith("makeparallel"))  # noqa: E731
+    with mp.Pool(workers=1, backend="process") as pool:
+        assert pool.submit(loaded).result(timeout=30) == sorted(WORKER_MODULES)
 
 
 @pytest.mark.parametrize(

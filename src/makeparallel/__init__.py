@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         shutdown,
     )
     from .errors import (
+        BrokenPoolError,
         CircuitOpenError,
         MemoryLimitError,
         PoolFullError,
@@ -60,6 +61,7 @@ _WHERE = {
     "parallel": "api",
     "parallel_map": "api",
     "shutdown": "api",
+    "BrokenPoolError": "errors",
     "CircuitOpenError": "errors",
     "MemoryLimitError": "errors",
     "PoolFullError": "errors",
@@ -85,6 +87,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "BrokenPoolError",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import api
 from ._sizing import usable_cpus
-from .task import report_progress
+from ._worker.context import report_progress
 
 BLOCKS = 12
 BLOCK_SIZE = 60_000

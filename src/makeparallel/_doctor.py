@@ -17,12 +17,13 @@ from .backends import gil_enabled, resolve_kind
 WORKER_MODULES = (
     "makeparallel",
     "makeparallel._worker",
-    "makeparallel._wire",
-    "makeparallel._serialize",
-    "makeparallel._worker_state",
-    "makeparallel.task",
-    "makeparallel._chunk",
-    "makeparallel._process_tree",
+    "makeparallel._worker.main",
+    "makeparallel._worker.wire",
+    "makeparallel._worker.serialize",
+    "makeparallel._worker.state",
+    "makeparallel._worker.context",
+    "makeparallel._worker.chunk",
+    "makeparallel._worker.process_tree",
 )
 
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from itertools import chain, islice, repeat
 from typing import Any, Literal, Protocol, TypeVar, cast
 
-from . import _serialize
 from ._task import ChunkValue
+from ._worker import serialize
 from .handle import Handle
 
 R = TypeVar("R")
@@ -176,25 +176,29 @@ def executor_map(
     timeout: float | None,
     chunksize: int | None,
 ) -> Iterator[R]:
-    """``Executor.map``: results in order; input read lazily, a bounded window ahead."""
+    """``Executor.map``: the input is read and every chunk submitted at once, as the
+    standard executors do (the call starts the work, iterating is only collecting);
+    results in input order. ``imap`` is the lazy one, with a bounded window."""
     if not iterables:
         raise TypeError("map needs at least one iterable")
-    try:
-        length: int | None = min(len(it) for it in iterables)  # type: ignore[arg-type]
-    except TypeError:
-        length = None  # a generator among them: chunk sizes adapt as results come
     # One iterable goes as it is: a list is then sliced, not zipped item by item.
-    single = len(iterables) == 1
+    items: list[Any] | tuple[Any, ...] | range
+    if len(iterables) == 1:
+        first = iterables[0]
+        items = first if type(first) in (list, tuple, range) else list(first)  # type: ignore[assignment]
+    else:
+        items = list(zip(*iterables, strict=False))
     batches = imap_batches(
         pool,
         fn,
-        iterables[0] if single else zip(*iterables, strict=False),
+        items,
         chunksize=chunksize,
         ordered=True,
-        star=not single,
+        star=len(iterables) > 1,
         deadline=None if timeout is None else time.monotonic() + timeout,
-        length=length,
+        window=None,
     )
+    next(batches)  # every chunk is submitted now (the first step yields no result)
     return flatten(batches)
 
 
@@ -211,12 +215,14 @@ def imap_batches(
     item_timeout: float | None = None,
     on_items_done: Callable[[int], object] | None = None,
     length: int | None = None,
+    window: int | None = 0,
 ) -> Iterator[list[R]]:
     """Apply ``fn`` to every item; each step gives the results of one chunk, as a list
     (``flatten`` turns them into items). Arguments are checked at once, not at the
-    first ``next()``.
+    first ``next()``; the first step submits the first chunks and gives ``[]``.
 
     ``length``: how many items there will be, when ``iterable`` cannot say.
+    ``window``: how many chunks may be in flight (0: two per worker; None: all).
     """
     check_map_arguments(fn, chunksize, on_error)
     fn, fn_data = pool.start_map(fn)
@@ -236,6 +242,7 @@ def imap_batches(
         deadline,
         item_timeout,
         on_items_done,
+        window,
     )
 
 
@@ -279,8 +286,11 @@ def _results(
     deadline: float | None,
     item_timeout: float | None,
     on_items_done: Callable[[int], object] | None,
+    window: int | None,
 ) -> Iterator[list[Any]]:
-    window = max(2, pool.workers * 2)
+    measuring = max(2, pool.workers * 2)  # small chunks at most, before a measure decides
+    if window == 0:
+        window = measuring
     in_flight: deque[_Chunk] = deque()
     completed: queue.SimpleQueue[_Chunk] = queue.SimpleQueue()
     next_index = 0
@@ -301,10 +311,13 @@ def _results(
         return chunk
 
     def refill() -> None:
-        nonlocal next_index, exhausted
-        while not exhausted and not here and len(in_flight) < window:
-            # Until a chunk has measured the items, chunks are small.
-            size = sizer.size if decided else min(sizer.size, _MIN_MEASURED_ITEMS)
+        nonlocal next_index, exhausted, measuring
+        while not exhausted and not here and (window is None or len(in_flight) < window):
+            # Until a chunk has measured the items, chunks are small (a few of them).
+            size = sizer.size
+            if not decided and measuring > 0:
+                size = min(size, _MIN_MEASURED_ITEMS)
+                measuring -= 1
             batch = items(size)
             if not batch:
                 exhausted = True
@@ -346,8 +359,11 @@ def _results(
         next_index += len(batch)
         return values, errors
 
+    consumed = False  # Executor.map: dropped before any result was asked for, work goes on
     try:
         refill()
+        yield []  # the first chunks are on their way (Executor.map starts the work at once)
+        consumed = True
         while in_flight or here:
             if in_flight:
                 chunk = next_done()
@@ -393,7 +409,8 @@ def _results(
         _cancel(in_flight, running_too=True)
         raise
     finally:
-        _cancel(in_flight, running_too=False)
+        if consumed:  # the caller stopped early: what waits is not wanted
+            _cancel(in_flight, running_too=False)
 
 
 def _outcomes(
@@ -441,7 +458,7 @@ def _runs_inline(chunk: _Chunk, seconds: float | None) -> bool:
 def _pickle_seconds(batch: list[Any]) -> float:
     started = time.perf_counter()
     try:
-        _serialize.dumps(batch)
+        serialize.dumps(batch)
     except Exception:
         return 0.0  # the pool reports the error; this only measures
     return time.perf_counter() - started

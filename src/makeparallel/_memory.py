@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ._process_tree import psutil_or_none
+from ._worker.process_tree import psutil_or_none
 
 _UNITS = {
     "": 1,

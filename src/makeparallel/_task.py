@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import _serialize
+from ._worker import serialize
 from .errors import RemoteTraceback, SerializationError, TaskError, WorkerCrashedError
 from .handle import Handle
 
@@ -121,7 +121,7 @@ class Task:
             "function": self.function_name(),
             "worker_pid": _pid_of(worker or self.worker),
             "attempt": self.attempt,
-            "args_repr": _serialize.short_call_repr(self.args, self.kwargs),
+            "args_repr": serialize.short_call_repr(self.args, self.kwargs),
         }
 
     def describe(self) -> str:
@@ -150,9 +150,9 @@ def context_note(task: Task, worker: str | None, item: int | None = None) -> str
     what = f"item {item} of a map over {task.function_name()}" if item is not None else None
     if task.items is not None and item is not None:
         value = task.items[item - task.first_index]
-        args = _serialize.short_call_repr(tuple(value) if task.star else (value,), {})
+        args = serialize.short_call_repr(tuple(value) if task.star else (value,), {})
     else:
-        args = _serialize.short_call_repr(task.args, task.kwargs)
+        args = serialize.short_call_repr(task.args, task.kwargs)
     attempt = task.attempt
     label = what or f"{task.function_name()}{args}"
     return f"makeparallel: {task.describe()} failed {where}, attempt {attempt}: {label}" + (
@@ -171,7 +171,7 @@ def annotate(exc: BaseException, note: str) -> BaseException:
 
 def from_remote(task: Task, blob: bytes, worker: str, item: int | None = None) -> BaseException:
     """Rebuild the exception a worker process described with ``_worker.remote_error``."""
-    type_name, message, text, exc_bytes, phase, why_not, value_type = _serialize.loads(blob)
+    type_name, message, text, exc_bytes, phase, why_not, value_type = serialize.loads(blob)
     context = task.context(worker)
     if phase == "load":
         return _with_cause(
@@ -194,7 +194,7 @@ def from_remote(task: Task, blob: bytes, worker: str, item: int | None = None) -
         )
     if exc_bytes is not None:
         try:
-            exc: BaseException = _serialize.loads(exc_bytes)
+            exc: BaseException = serialize.loads(exc_bytes)
         except BaseException as problem:  # SystemExit from a __reduce__ too
             why_not = f"{type(problem).__name__}: {problem}"
         else:
@@ -263,9 +263,9 @@ def _why_status_lost() -> str:
 
 def unpicklable_arguments(task: Task, problem: BaseException) -> SerializationError:
     what = (
-        _serialize.describe_unpicklable(tuple(task.items or ()), {})
+        serialize.describe_unpicklable(tuple(task.items or ()), {})
         if task.items is not None
-        else _serialize.describe_unpicklable(task.args, task.kwargs)
+        else serialize.describe_unpicklable(task.args, task.kwargs)
     )
     return SerializationError(
         f"{task.describe()}: cannot send {what} to a worker process; pass plain data, "

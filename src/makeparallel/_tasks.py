@@ -84,15 +84,12 @@ class TaskBook:
             self._wait_for_room(task)
             if self.state != RUNNING:
                 raise RuntimeError(closed_message(self.name))
-            broken = self.broken_by
-            if broken is None:
-                self.pending.append(task)
-                owner = self._owner()
-                if owner is not None:
-                    _lifetime.busy(owner)  # kept until its work is done, even if dropped
-        if broken is not None:
-            task.handle._fail(broken)
-            return
+            if self.broken_by is not None:
+                raise self.broken_by  # as an executor's submit raises BrokenExecutor
+            self.pending.append(task)
+            owner = self._owner()
+            if owner is not None:
+                _lifetime.busy(owner)  # kept until its work is done, even if dropped
         self.backend.poke()
 
     def _wait_for_room(self, task: Task) -> None:
@@ -290,8 +287,14 @@ class TaskBook:
 
     # -- shutting down -----------------------------------------------------------------
 
-    def close(self, cancel_pending: bool) -> tuple[list[Task], list[Task]] | None:
-        """Accept no more tasks: the tasks not ended, and those cancelled (None: closed already)."""
+    def close(self, cancel_pending: bool, workers: int) -> tuple[list[Task], list[Task]] | None:
+        """Accept no more tasks: the tasks not ended, and those cancelled (None: closed already).
+
+        ``cancel_pending`` cancels what waits, but for the oldest tasks that the
+        ``workers`` not yet busy would have started by now - workers still
+        starting, or a task submitted a moment ago - as the standard pools treat
+        the tasks in their call queue as started.
+        """
         with self.lock:
             if self.state == CLOSED:
                 return None
@@ -302,8 +305,10 @@ class TaskBook:
             )
             cancelled: list[Task] = []
             if cancel_pending:
-                cancelled = list(self.pending) + list(self.retrying.values())
-                self.pending.clear()
+                keep = max(0, workers - len(self.running))
+                cancelled = list(self.pending)[keep:] + list(self.retrying.values())
+                for _ in range(len(self.pending) - keep):
+                    self.pending.pop()
                 self.retrying.clear()
         for task in cancelled:
             task.handle.cancel()

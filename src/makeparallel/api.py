@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
-from . import _mapping, _serialize, _settings
+from . import _mapping, _settings
 from ._arguments import check_start, check_workers
+from ._worker import serialize
 from .backends import ENGINE_NAMES, resolve_kind
 from .handle import Handle
 from .policies import CircuitBreaker, Retry, check_seconds, check_timeout
@@ -257,7 +258,7 @@ class ParallelFunction(Generic[P, R]):
     def _reference_bytes(self) -> bytes | None:
         """This wrapper pickled by reference, or None when it cannot be imported by name."""
         if not self._reference_known:
-            self._reference = _serialize.dumps(self) if self._importable() else None
+            self._reference = serialize.dumps(self) if self._importable() else None
             self._reference_known = True
         return self._reference
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 
 __all__ = [
+    "BrokenPoolError",
     "CircuitOpenError",
     "MemoryLimitError",
     "PoolFullError",
@@ -90,6 +91,15 @@ class SerializationError(TaskError, TypeError):
 
 class MemoryLimitError(TaskError):
     """The task's worker process used more memory than the pool's ``memory_limit``."""
+
+
+class BrokenPoolError(TaskError, concurrent.futures.BrokenExecutor):
+    """The pool cannot run tasks any more: its workers fail to start, or its engine failed.
+
+    Its queued tasks fail with it, and ``submit`` raises it from then on. It
+    is a ``concurrent.futures.BrokenExecutor``, as the standard pools' own
+    ``BrokenProcessPool`` and ``BrokenThreadPool`` are.
+    """
 
 
 class PoolFullError(RuntimeError):

@@ -36,6 +36,7 @@ __all__ = ["Handle", "InvalidTransitionError", "TaskState"]
 R = TypeVar("R")
 
 logger = logging.getLogger("makeparallel")
+_FUTURES_LOGGER = logging.getLogger("concurrent.futures")  # where Future logs its callbacks
 
 
 class TaskState(enum.StrEnum):
@@ -112,6 +113,12 @@ class _Condition(threading.Condition):
 
 class InvalidTransitionError(RuntimeError):
     """A task was asked to make a state change its life cycle does not allow."""
+
+
+def _reraise_ctrl_c(exc: BaseException) -> None:
+    """A callback run in the program's main thread may be interrupted by a real Ctrl-C."""
+    if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+        raise exc
 
 
 class Handle(concurrent.futures.Future[R], Generic[R]):
@@ -235,7 +242,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         return exc
 
     def cancelled(self) -> bool:
-        return self._task_state is TaskState.CANCELLED
+        return self._task_state is TaskState.CANCELLED or super().cancelled()
 
     def cancel(self) -> bool:
         """Cancel the task. A waiting task never starts; a running one is stopped if its
@@ -243,6 +250,8 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
 
         Returns True when the task is now cancelled.
         """
+        if self._canceller is None:
+            return self._cancel_as_future()
         with self._state_lock:
             state = self._task_state
         if state is TaskState.PENDING:
@@ -315,44 +324,42 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         for callback in callbacks:
             self._run_callback(callback, value)
 
-    def _run_callback(self, callback: Callable[[Any], object], value: object) -> None:
-        try:
-            callback(value)
-        except BaseException as exc:
-            self._callback_failed(callback, exc)
-
     def add_done_callback(self, fn: Callable[[concurrent.futures.Future[R]], object]) -> None:
-        """As ``Future.add_done_callback``, but an exception from ``fn`` is logged, whatever
-        it is: a callback never harms the task, the pool or the thread that runs it."""
+        """As ``Future.add_done_callback``; an exception from ``fn``, whatever it is, is
+        logged as ``Future`` logs it: a callback never harms the pool or its threads."""
         with self._state_lock:
             if self._state not in _FUTURE_DONE:
                 self._done_callbacks.append(fn)
                 return
-        try:
-            fn(self)
-        except BaseException as exc:
-            self._callback_failed(fn, exc)
+        self._call_done_callback(fn)
 
     def _invoke_callbacks(self) -> None:
         for callback in self._done_callbacks:
-            try:
-                callback(self)
-            except BaseException as exc:
-                self._callback_failed(callback, exc)
+            self._call_done_callback(callback)
 
-    def _callback_failed(self, callback: object, exc: BaseException) -> None:
-        if (
-            isinstance(exc, KeyboardInterrupt)
-            and threading.current_thread() is threading.main_thread()
-        ):
-            raise exc  # Ctrl-C while a callback ran in the program's own thread: stop
-        logger.error(
-            "callback %r of task %s (%s) raised; the task and the pool are unaffected",
-            callback,
-            self._task_id,
-            self._name,
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
+    def _call_done_callback(self, fn: Callable[[concurrent.futures.Future[R]], object]) -> None:
+        try:
+            fn(self)
+        except BaseException as exc:
+            _reraise_ctrl_c(exc)
+            _FUTURES_LOGGER.error(
+                "exception calling callback for %r",
+                self,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+
+    def _run_callback(self, callback: Callable[[Any], object], value: object) -> None:
+        try:
+            callback(value)
+        except BaseException as exc:
+            _reraise_ctrl_c(exc)
+            logger.error(
+                "callback %r of task %s (%s) raised; the task and the pool are unaffected",
+                callback,
+                self._task_id,
+                self._name,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
 
     def __await__(self) -> Generator[Any, None, R]:
         import asyncio
@@ -360,7 +367,43 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         return asyncio.wrap_future(self).__await__()
 
     def __repr__(self) -> str:
-        return f"<Handle task_id={self._task_id} name={self._name!r} state={self._task_state}>"
+        # The form every Future has (tools and tests read it); str() names the task.
+        return concurrent.futures.Future.__repr__(self)
+
+    def __str__(self) -> str:
+        return f"task {self._task_id} ({self._name}): {self._task_state}"
+
+    # -- a Handle used as a plain Future (no pool behind it) -----------------
+
+    def _cancel_as_future(self) -> bool:
+        if not super().cancel():
+            return False
+        with self._state_lock:
+            if self._task_state is TaskState.PENDING:
+                self._move(TaskState.CANCELLED)
+        return True
+
+    def set_running_or_notify_cancel(self) -> bool:
+        started = super().set_running_or_notify_cancel()
+        with self._state_lock:
+            if started and self._task_state is TaskState.PENDING:
+                self._move(TaskState.RUNNING)
+        return started
+
+    def set_result(self, result: R) -> None:
+        super().set_result(result)  # InvalidStateError if it has ended, as a Future's
+        self._ended_as(TaskState.SUCCEEDED)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        super().set_exception(exception)
+        self._ended_as(TaskState.FAILED)
+
+    def _ended_as(self, state: TaskState) -> None:
+        with self._state_lock:
+            if self._task_state is TaskState.PENDING:
+                self._move(TaskState.RUNNING)
+            if self._task_state is TaskState.RUNNING:
+                self._move(state)
 
     # -- transitions, called by the pool only -----------------------------
 

@@ -203,6 +203,11 @@ class Pool(concurrent.futures.Executor):
     def _open(self) -> bool:
         return self._tasks.state == RUNNING
 
+    @property
+    def _broken(self) -> BaseException | None:
+        # The name the standard executors give it; code that polls it finds it here.
+        return self._tasks.broken_by
+
     # -- batches -----------------------------------------------------------
 
     def map(
@@ -309,7 +314,8 @@ class Pool(concurrent.futures.Executor):
         """Stop accepting work and release the workers.
 
         Pending tasks still run unless ``cancel_pending`` (alias
-        ``cancel_futures``, the ``Executor`` name) cancels them. With
+        ``cancel_futures``, the ``Executor`` name) cancels them - all but the
+        few that idle or starting workers would have begun by now. With
         ``wait``, block until the tasks end; with a ``timeout``, tasks still
         running after it are stopped and fail with ``TaskError``. Returns
         what happened to the tasks that had not ended when it was called.
@@ -320,7 +326,7 @@ class Pool(concurrent.futures.Executor):
         if tasks.generation != _lifetime.generation:
             return ShutdownSummary()  # a forked process's copy: the workers are the parent's
         deadline = None if timeout is None else time.monotonic() + timeout
-        closing = tasks.close(cancel_pending or cancel_futures)
+        closing = tasks.close(cancel_pending or cancel_futures, self.workers)
         if closing is None:
             return ShutdownSummary()  # shutting down twice is harmless (atexit does it)
         unfinished, _ = closing

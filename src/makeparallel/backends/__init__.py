@@ -18,9 +18,9 @@ def gil_enabled() -> bool:
 def resolve_kind(spec: str) -> str:
     """The engine ``backend="auto"`` (or a name) stands for on this interpreter."""
     if spec == "auto":
-        from .. import _worker_state
+        from .._worker import state
 
-        if _worker_state.in_worker():
+        if state.in_worker():
             return "serial"  # nested parallelism inside a worker would oversubscribe the CPUs
         return "process" if gil_enabled() else "thread"
     return spec

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import task as task_api
-from .._chunk import run_items
 from .._task import Task, annotate, context_note
+from .._worker import context as task_api
+from .._worker.chunk import run_items
 
 
 def run_here(task: Task, worker: str | None) -> tuple[bool, Any]:

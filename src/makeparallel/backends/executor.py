@@ -13,8 +13,8 @@ import concurrent.futures
 import functools
 from typing import Any
 
-from .._chunk import run_items
 from .._task import ChunkValue, Task, annotate, context_note
+from .._worker.chunk import run_items
 from .base import Backend, Sink
 
 

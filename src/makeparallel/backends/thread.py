@@ -23,7 +23,7 @@ import threading
 import time
 
 from .._task import Task
-from ..errors import TaskError
+from ..errors import BrokenPoolError
 from ._inline import run_here
 from .base import Backend, EngineStats, Sink
 
@@ -110,7 +110,9 @@ class ThreadBackend(Backend):
         except Exception as exc:
             logger.error("initializer of pool %r failed in %s", self.pool_name, name, exc_info=True)
             self._sink.broken(
-                TaskError(f"pool {self.pool_name!r}: its initializer raised {exc!r} in {name}")
+                BrokenPoolError(
+                    f"pool {self.pool_name!r}: its initializer raised {exc!r} in {name}"
+                )
             )
             with self._wake:
                 self._count -= 1

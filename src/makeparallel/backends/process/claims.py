@@ -31,8 +31,8 @@ import logging
 import select
 import time
 
-from ... import _wire
 from ..._task import Task
+from ..._worker import wire
 from ...errors import TaskError
 from . import codec
 from .exchange import Exchange
@@ -88,8 +88,8 @@ def _read_until_done(ex: Exchange, worker: Worker, task: Task, deadline: float |
     waiting.register(worker.sock.fileno(), select.POLLIN)
     handle = task.handle
     if ex.pace.quick:
-        # Answers come that fast: poll a while before sleeping (see _wire.SPIN_SECONDS).
-        _wire.poll_briefly(waiting, _wire.SPIN_SECONDS)
+        # Answers come that fast: poll a while before sleeping (see wire.SPIN_SECONDS).
+        wire.poll_briefly(waiting, wire.SPIN_SECONDS)
     while not handle.done():
         # In slices, to notice a worker taken back (being stopped) while this waits.
         wait = SLICE
@@ -113,7 +113,7 @@ def _read_until_done(ex: Exchange, worker: Worker, task: Task, deadline: float |
 
 
 def _on_frame(ex: Exchange, worker: Worker, kind: int, task_id: int, body: bytearray) -> None:
-    if kind == _wire.PROGRESS:
+    if kind == wire.PROGRESS:
         ex.progress(worker, task_id, body)
         return
     with ex.table.lock:

@@ -15,12 +15,12 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ... import _serialize, _wire
 from ..._task import Task, from_remote, unpicklable_arguments, unpicklable_function
+from ..._worker import serialize, wire
 from ...errors import SerializationError
 
 CACHE_SIZE = 256  # pickled functions kept for reuse
-ANSWERS = frozenset({_wire.RESULT, _wire.ERROR, _wire.CHUNK_RESULT})  # the frames that end a task
+ANSWERS = frozenset({wire.RESULT, wire.ERROR, wire.CHUNK_RESULT})  # the frames that end a task
 
 
 class Encoder:
@@ -37,10 +37,10 @@ class Encoder:
                 payload: object = (task.star, task.items)
             else:
                 # large bytes arguments travel out of band, as arrays do by themselves
-                args = tuple(map(_serialize.out_of_band, task.args))
-                kwargs = {k: _serialize.out_of_band(v) for k, v in task.kwargs.items()}
+                args = tuple(map(serialize.out_of_band, task.args))
+                kwargs = {k: serialize.out_of_band(v) for k, v in task.kwargs.items()}
                 payload = (args, kwargs)
-            task.args_data = _wire.blob(*_serialize.dumps_with_buffers(payload))
+            task.args_data = wire.blob(*serialize.dumps_with_buffers(payload))
         except Exception as problem:
             raise unpicklable_arguments(task, problem) from problem
         metadata = task.handle.metadata
@@ -48,7 +48,7 @@ class Encoder:
             task.ctx_data = _plain_context(task.handle.name)
             return
         try:
-            task.ctx_data = _serialize.dumps((task.handle.name, dict(metadata)))
+            task.ctx_data = serialize.dumps((task.handle.name, dict(metadata)))
         except Exception as problem:
             raise SerializationError(
                 f"{task.describe()}: its metadata cannot be sent to a worker process "
@@ -63,7 +63,7 @@ class Encoder:
         if known is not None and known[0] is task.fn:
             return known[1]
         try:
-            data, by_reference = _serialize.dumps_function(task.fn)
+            data, by_reference = serialize.dumps_function(task.fn)
         except Exception as problem:
             raise unpicklable_function(task, problem) from problem
         if by_reference:  # by value (closures, __main__) it must be pickled afresh each time
@@ -73,43 +73,43 @@ class Encoder:
         return data
 
 
-def frames(tasks: list[Task]) -> list[_wire.Buffer]:
+def frames(tasks: list[Task]) -> list[wire.Buffer]:
     """The buffers of one write carrying ``tasks``, prepared already."""
-    buffers: list[_wire.Buffer] = []
+    buffers: list[wire.Buffer] = []
     for task in tasks:
         assert task.fn_data is not None
         assert task.args_data is not None
         assert task.ctx_data is not None
-        kind = _wire.TASK if task.items is None else _wire.CHUNK
-        buffers += _wire.task_frame(
+        kind = wire.TASK if task.items is None else wire.CHUNK
+        buffers += wire.task_frame(
             kind, task.id, task.attempt, task.fn_data, task.ctx_data, task.args_data
         )
     return buffers
 
 
-def cancel_frame(task: Task) -> list[_wire.Buffer]:
+def cancel_frame(task: Task) -> list[wire.Buffer]:
     """Tells a worker to skip ``task``, which waits behind its running one."""
-    return _wire.frame(_wire.CANCEL, task.id, ())
+    return wire.frame(wire.CANCEL, task.id, ())
 
 
 def outcome(task: Task, kind: int, body: bytearray, worker: str) -> tuple[bool, Any]:
     """How ``task`` ended, from its answer: ``(True, value)`` or ``(False, exception)``."""
     if task.stop_error is not None:
         return False, task.stop_error  # asked to stop, but it finished first: as asked
-    if kind == _wire.ERROR:
+    if kind == wire.ERROR:
         return False, from_remote(task, bytes(body), worker)
     try:
-        if kind == _wire.RESULT:
-            value = _serialize.loads(*_wire.unblob(memoryview(body)))
+        if kind == wire.RESULT:
+            value = serialize.loads(*wire.unblob(memoryview(body)))
         else:
-            value = _serialize.loads(body)
+            value = serialize.loads(body)
     except BaseException as problem:  # SystemExit from a __reduce__ too
         return False, SerializationError(
             f"{task.describe()}: the result could not be unpickled in the parent "
             f"({type(problem).__name__}: {problem})",
             **task.context(worker),
         )
-    if kind == _wire.CHUNK_RESULT:
+    if kind == wire.CHUNK_RESULT:
         values, blobs, seconds = value
         base = task.first_index
         errors = {i: from_remote(task, blob, worker, base + i) for i, blob in blobs.items()}
@@ -120,4 +120,4 @@ def outcome(task: Task, kind: int, body: bytearray, worker: str) -> tuple[bool, 
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _plain_context(name: str) -> bytes:
     """The pickled task context for a name and no metadata, the common case."""
-    return _serialize.dumps((name, {}))
+    return serialize.dumps((name, {}))

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from ..._task import Task
-from ..._wire import SPIN_SECONDS
+from ..._worker.wire import SPIN_SECONDS
 from .workers import Worker, WorkerState, WorkerTable
 
 AHEAD_SECONDS = 0.005  # queue about this much work behind a worker's running task

@@ -27,17 +27,18 @@ module only connects the pool's calls to them.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from ... import _serialize
 from ..._task import Task
+from ..._worker import serialize, wire
 from ...errors import SerializationError
 from ..base import NO_SETUP, Backend, EngineStats, Sink, WorkerSetup
 from . import claims
 from .codec import Encoder
 from .dispatch import has_room
 from .exchange import Exchange
-from .launch import Launcher
+from .launch import Launcher, parent_authkey
 from .memory import MemoryGuard
 from .reactor import Reactor
 from .workers import WorkerState
@@ -49,13 +50,14 @@ class ProcessBackend(Backend):
     def __init__(self, workers: int, pool_name: str, setup: WorkerSetup = NO_SETUP) -> None:
         super().__init__(workers, pool_name, setup)
         self._encoder = Encoder()
+        self._authkey = parent_authkey()  # what the workers were told
 
     def start(self, sink: Sink) -> None:
         setup = self.setup
         initializer: bytes | None = None
         if setup.initializer is not None:
             try:
-                initializer = _serialize.dumps((setup.initializer, setup.initargs))
+                initializer = serialize.dumps((setup.initializer, setup.initargs))
             except Exception as problem:
                 raise SerializationError(
                     f"pool {self.pool_name!r}: its initializer or initargs cannot be sent to "
@@ -77,6 +79,12 @@ class ProcessBackend(Backend):
 
     def prepare(self, task: Task) -> None:
         self._encoder.prepare(task)
+        if self._authkey is None and "multiprocessing.process" in sys.modules:
+            # multiprocessing was loaded since the workers started: they get its key
+            # before this task, which may carry an object its Manager serves
+            self._authkey = parent_authkey()
+            if self._authkey is not None and hasattr(self, "_ex"):
+                self._ex.broadcast(wire.frame(wire.AUTHKEY, 0, (self._authkey,)))
 
     def poke(self) -> None:
         ex = self._ex

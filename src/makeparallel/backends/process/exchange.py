@@ -26,8 +26,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ... import _serialize, _wire
 from ..._task import Task
+from ..._worker import serialize, wire
 from ..base import Sink, WorkerSetup
 from . import codec
 from .dispatch import MAX_AHEAD, Pace, choose, ready_count, room, take_batch
@@ -147,13 +147,13 @@ class Exchange:
         elif self.memory.kills and not self.io.current():
             self.io.wake()  # the I/O thread may sleep without a timeout: memory is checked there
 
-    def _write_locked(self, worker: Worker, buffers: list[_wire.Buffer]) -> bool:
+    def _write_locked(self, worker: Worker, buffers: list[wire.Buffer]) -> bool:
         """Write or queue ``buffers``; False (and the worker is GONE) if its socket is broken."""
         if worker.outbox:  # an earlier write is unfinished: queue behind it
             worker.outbox += buffers
             return True
         try:
-            rest = _wire.send_some(worker.sock, buffers)
+            rest = wire.send_some(worker.sock, buffers)
         except OSError:
             self.table.leave(worker, WorkerState.GONE)  # the I/O thread cleans up on its exit
             return False
@@ -162,13 +162,20 @@ class Exchange:
             self.io.watch_writes(worker)
         return True
 
+    def broadcast(self, buffers: list[wire.Buffer]) -> None:
+        """Send the same frame to every worker that still reads its socket."""
+        with self.table.lock:
+            for worker in list(self.table.all):
+                if worker.state in SENDABLE or worker.state is WorkerState.CLAIMED:
+                    self._write_locked(worker, list(buffers))
+
     def flush(self, worker: Worker) -> bool:
         """I/O thread: send more of a partial write; True when it is all sent."""
         with self.table.lock:
             if worker.state is WorkerState.GONE:
                 return True
             try:
-                worker.outbox = _wire.send_some(worker.sock, worker.outbox)
+                worker.outbox = wire.send_some(worker.sock, worker.outbox)
             except OSError:
                 worker.outbox = []
                 self.table.leave(worker, WorkerState.GONE)
@@ -232,7 +239,7 @@ class Exchange:
         with self.table.lock:
             running = worker.task
         if running is not None and running.id == task_id:
-            value, message = _serialize.loads(body)
+            value, message = serialize.loads(body)
             running.handle._set_progress(value, message)
 
     def free_locked(self, worker: Worker) -> None:

@@ -278,7 +278,7 @@ def _poll_for_child(pid: int, timeout: float | None) -> int | None:
 
 def _fork(lifeline_fd: int, child: Callable[[int], NoReturn]) -> int:
     """Fork; the child runs ``child`` with its own copy of the lifeline and never returns."""
-    from ... import _worker  # noqa: F401  (imported once here, not in every worker)
+    from ..._worker import main  # noqa: F401  (imported once here, not in every worker)
 
     # or each fork would print what is still in the buffers again
     for stream in (sys.stdout, sys.stderr):
@@ -318,7 +318,7 @@ def _in_child(prepare: Callable[[], None], sock_fd: int, lifeline_fd: int) -> No
     code = 1
     try:
         prepare()
-        from ..._worker import main
+        from ..._worker.main import main
 
         main(sock_fd, lifeline_fd)
         code = 0

@@ -30,8 +30,9 @@ import sys
 import threading
 import time
 
-from ... import _serialize, _settings, _wire
-from ..._process_tree import can_list_children, kill_all, stop_descendants
+from ... import _settings
+from ..._worker import serialize, wire
+from ..._worker.process_tree import can_list_children, kill_all, stop_descendants
 from .forkserver import ForkedProcess, ForkServer, ForkServerGone, fork_worker, wait_for_child
 from .workers import Process
 
@@ -39,7 +40,7 @@ logger = logging.getLogger("makeparallel")
 
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[3]); "
-    "from makeparallel._worker import main; main(int(sys.argv[1]), int(sys.argv[2]))"
+    "from makeparallel._worker.main import main; main(int(sys.argv[1]), int(sys.argv[2]))"
 )
 _PACKAGE_ROOT = os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -210,14 +211,25 @@ class Launcher:
             "index": index,
             "initializer": self._initializer,
             "ignore_sigterm": _settings.workers_ignore_sigterm,
+            "authkey": parent_authkey(),
         }
-        _wire.send_all(parent_sock, _wire.frame(_wire.CONFIG, 0, (_serialize.dumps(config),)))
+        wire.send_all(parent_sock, wire.frame(wire.CONFIG, 0, (serialize.dumps(config),)))
         return index, parent_sock, child_sock
 
     def close(self) -> None:
         self._drop_forking()
         if self.server is not None:
             self.server.close()
+
+
+def parent_authkey() -> bytes | None:
+    """This process's ``multiprocessing`` authkey, once ``multiprocessing`` is loaded here.
+
+    A fresh interpreter has a random key of its own, and would be refused by
+    this process's Manager: workers take this one (``_worker.main.use_authkey``).
+    """
+    module = sys.modules.get("multiprocessing.process")
+    return None if module is None else bytes(module.current_process().authkey)
 
 
 def _start_fresh(sock_fd: int, lifeline: int) -> subprocess.Popen[bytes]:
@@ -269,7 +281,7 @@ def thaw(proc: Process) -> None:
 
 
 def kill_tree(proc: Process) -> None:
-    """Kill the worker, and every process its task started (``_process_tree``)."""
+    """Kill the worker, and every process its task started (``_worker.process_tree``)."""
     started: list[int] = []
     if can_list_children() and signal_worker(proc, signal.SIGSTOP):
         # stopped, it starts no process while its descendants are found

@@ -34,9 +34,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ... import _wire
 from ..._task import Task, describe_exit, worker_crashed
-from ...errors import TaskError
+from ..._worker import wire
+from ...errors import BrokenPoolError, TaskError
 from . import codec
 from .exchange import Exchange
 from .launch import Launcher, Started, freeze, kill_tree, reap, thaw
@@ -174,7 +174,9 @@ class Reactor:
                     self.close(None, wait=False)
         except BaseException as exc:  # a bug here must not leave handles waiting for ever
             logger.critical("makeparallel I/O thread failed", exc_info=True)
-            self._give_up(TaskError(f"the pool's I/O thread failed: {exc!r}"))
+            self._give_up(
+                BrokenPoolError(f"pool {self.pool_name!r}: its I/O thread failed: {exc!r}")
+            )
         finally:
             self._teardown()
 
@@ -256,13 +258,13 @@ class Reactor:
             task = ex.take_answer(worker, task_id)
             if task is not None:
                 self._answered.append((task, *codec.outcome(task, kind, body, worker.label)))
-        elif kind == _wire.PROGRESS:
+        elif kind == wire.PROGRESS:
             ex.progress(worker, task_id, body)
-        elif kind == _wire.READY:
+        elif kind == wire.READY:
             ex.ready(worker)
-        elif kind == _wire.SKIPPED:
+        elif kind == wire.SKIPPED:
             ex.skipped(worker, task_id)
-        elif kind == _wire.BOOT_FAILED:
+        elif kind == wire.BOOT_FAILED:
             with ex.table.lock:
                 worker.boot_error = body.decode(errors="replace")
         else:
@@ -357,7 +359,7 @@ class Reactor:
         logger.error("worker %s failed to start: %s", worker.label, reason)
         if failures >= _MAX_BOOT_FAILURES and not any_ready:
             self._give_up(
-                TaskError(
+                BrokenPoolError(
                     f"pool {self.pool_name!r}: worker processes fail to start "
                     f"({failures} in a row); the last one said:\n{reason}"
                 )
@@ -391,7 +393,9 @@ class Reactor:
             try:
                 started = self.launcher.start()
             except OSError as exc:
-                self._give_up(TaskError(f"cannot start a worker process: {exc}"))
+                self._give_up(
+                    BrokenPoolError(f"pool {self.pool_name!r} cannot start a worker process: {exc}")
+                )
                 return
             self._add_worker(started)
         ex.hand_out()  # a starting worker may hold a task already
@@ -402,7 +406,9 @@ class Reactor:
         try:
             started, missing = self.launcher.take_forked(wait)
         except OSError as exc:
-            self._give_up(TaskError(f"cannot start a worker process: {exc}"))
+            self._give_up(
+                BrokenPoolError(f"pool {self.pool_name!r} cannot start a worker process: {exc}")
+            )
             started, missing = [], 0
         with self.ex.table.lock:
             self.ex.table.planned -= len(started) + missing

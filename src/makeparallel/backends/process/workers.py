@@ -34,8 +34,8 @@ import subprocess
 import threading
 from collections import deque
 
-from ... import _wire
 from ..._task import Task
+from ..._worker import wire
 from .forkserver import ForkedProcess
 
 Process = subprocess.Popen[bytes] | ForkedProcess
@@ -101,8 +101,8 @@ class Worker:
         self.booted = False  # it said it was ready, at some point
         self.boot_error = ""  # what it said when it failed to start
         self.inflight: deque[Task] = deque()  # sent, not answered; the first one runs
-        self.outbox: list[_wire.Buffer] = []  # what a partial write left to send
-        self.reader = _wire.FrameReader()
+        self.outbox: list[wire.Buffer] = []  # what a partial write left to send
+        self.reader = wire.FrameReader()
         self.reading = False  # the I/O thread is reading its socket right now
         self.sent = 0  # tasks sent over its life (max_tasks_per_worker)
         self.tasks_done = 0

@@ -23,10 +23,10 @@ import sys
 from collections import deque
 from time import perf_counter
 
-from . import _serialize, _wire, _worker_state
-from . import task as task_api
-from ._chunk import run_items
-from ._process_tree import kill_all, stop_descendants
+from . import context as task_api
+from . import serialize, state, wire
+from .chunk import run_items
+from .process_tree import kill_all, stop_descendants
 
 # Start-up time matters (every new or replacement worker pays it): no typing at
 # run time, and the C modules under signal, socket and threading, whose Python
@@ -45,33 +45,76 @@ _FUNCTION_CACHE_SIZE = 256
 
 def main(sock_fd: int, lifeline_fd: int) -> None:
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
-    _worker_state.mark_worker()
+    state.mark_worker()
     _watch_parent(lifeline_fd)
     sock = _socket.socket(fileno=sock_fd)
     os.set_inheritable(sock_fd, False)
     try:
-        first = _wire.recv_frame(sock)
+        first = wire.recv_frame(sock)
         if first is None:
             os._exit(0)
-        config = _serialize.loads(first[2])
+        config = serialize.loads(first[2])
         sys.path[:] = config["sys_path"]
+        if config["authkey"] is not None:
+            use_authkey(config["authkey"])
         if config["ignore_sigterm"]:
             _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)  # the parent shuts us down
         name = f"{config['pool']}-worker-{config['index']}"
         _name_in_comm(name)
         if config["initializer"] is not None:
-            initializer, initargs = _serialize.loads(config["initializer"])
+            initializer, initargs = serialize.loads(config["initializer"])
             initializer(*initargs)
-        _wire.send_all(sock, _wire.frame(_wire.READY, os.getpid(), ()))
+        wire.send_all(sock, wire.frame(wire.READY, os.getpid(), ()))
     except BaseException:
         import traceback
 
         text = traceback.format_exc()
         try:
-            _wire.send_all(sock, _wire.frame(_wire.BOOT_FAILED, 0, (text.encode(),)))
+            wire.send_all(sock, wire.frame(wire.BOOT_FAILED, 0, (text.encode(),)))
         finally:
             os._exit(1)
     _serve(sock, name)
+
+
+def use_authkey(key: bytes) -> None:
+    """Take the parent's ``multiprocessing`` authkey, so that what its Manager serves
+    (a shared queue, an event) can be passed to tasks and reached from here.
+
+    A fresh interpreter has a random key of its own; importing
+    ``multiprocessing`` here just for this would slow every worker's start, so
+    the key is set when a task first brings ``multiprocessing`` in.
+    """
+    module = sys.modules.get("multiprocessing.process")
+    if module is not None:
+        module.current_process().authkey = key
+    if not _authkey:
+        sys.meta_path.insert(0, _AuthkeyOnImport())
+    _authkey[:] = [key]
+
+
+_authkey: list[bytes] = []  # the parent's, once known
+
+
+class _AuthkeyOnImport:
+    """An import hook: once ``multiprocessing.process`` is loaded, it gets the parent's key."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "multiprocessing.process":
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        loader = None if spec is None else spec.loader
+        if loader is None:
+            return spec
+        load = loader.exec_module
+
+        def load_and_share(module: Any) -> None:
+            load(module)
+            module.current_process().authkey = _authkey[0]
+
+        loader.exec_module = load_and_share  # type: ignore[method-assign]
+        return spec
 
 
 def _name_in_comm(name: str) -> None:
@@ -125,13 +168,13 @@ class _Channel:
         self.lock = _thread.allocate_lock()
         self.label = f"pid {os.getpid()}"
 
-    def send(self, buffers: list[_wire.Buffer]) -> None:
+    def send(self, buffers: list[wire.Buffer]) -> None:
         with self.lock:
-            _wire.send_all(self.sock, buffers)
+            wire.send_all(self.sock, buffers)
 
     def progress_sink(self, task_id: int) -> Callable[[float, str | None], None]:
         def send_progress(value: float, message: str | None) -> None:
-            self.send(_wire.frame(_wire.PROGRESS, task_id, (_serialize.dumps((value, message)),)))
+            self.send(wire.frame(wire.PROGRESS, task_id, (serialize.dumps((value, message)),)))
 
         return send_progress
 
@@ -142,7 +185,7 @@ class _Inbox:
 
     def __init__(self, channel: _Channel) -> None:
         self.channel = channel
-        self.reader = _wire.FrameReader()
+        self.reader = wire.FrameReader()
         # Wait in poll(), never in a blocking recv(): a thread asleep in recv() is woken
         # each time the parent reads an answer (the kernel's "room to write" wake-up),
         # a wasted wake-up on another CPU per task; poll() asks for readable only.
@@ -170,8 +213,10 @@ class _Inbox:
         frames, ended = self.reader.read(self.channel.sock)
         self.ended = self.ended or ended
         for message in frames:
-            if message[0] == _wire.CANCEL:
+            if message[0] == wire.CANCEL:
                 self._skip(message[1])
+            elif message[0] == wire.AUTHKEY:
+                use_authkey(bytes(message[2]))
             else:
                 self.queue.append(message)
         if wait:
@@ -189,7 +234,7 @@ class _Inbox:
         """
         missed = False
         if self.spin and self.one_at_a_time:
-            if _wire.poll_briefly(self.poller, _wire.SPIN_SECONDS):
+            if wire.poll_briefly(self.poller, wire.SPIN_SECONDS):
                 return
             missed = True
         started = perf_counter()
@@ -197,13 +242,13 @@ class _Inbox:
             when_idle, self.when_idle = self.when_idle, None
             when_idle()
         self.poller.poll()
-        self.spin = not missed and perf_counter() - started < _wire.SPIN_SECONDS
+        self.spin = not missed and perf_counter() - started < wire.SPIN_SECONDS
 
     def _skip(self, task_id: int) -> None:
         for message in self.queue:
-            if message[1] == task_id and message[0] in (_wire.TASK, _wire.CHUNK):
+            if message[1] == task_id and message[0] in (wire.TASK, wire.CHUNK):
                 self.queue.remove(message)
-                self.channel.send(_wire.frame(_wire.SKIPPED, task_id, ()))
+                self.channel.send(wire.frame(wire.SKIPPED, task_id, ()))
                 return
         # Not here: it has run already, and its answer is on its way.
 
@@ -217,30 +262,30 @@ def _serve(sock: _socket.socket, name: str) -> None:
         if message is None:
             os._exit(0)
         kind, task_id, body = message
-        if kind in (_wire.TASK, _wire.CHUNK):
+        if kind in (wire.TASK, wire.CHUNK):
             reply = _run(channel, kind, task_id, body)
-        elif kind == _wire.EXIT:
+        elif kind == wire.EXIT:
             os._exit(0)
         else:
             continue
         channel.send(reply)
 
 
-def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[_wire.Buffer]:
+def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[wire.Buffer]:
     try:
-        fn_len, ctx_len, attempt = _wire.TASK_HEAD.unpack_from(body, 0)
+        fn_len, ctx_len, attempt = wire.TASK_HEAD.unpack_from(body, 0)
         view = memoryview(body)
-        start = _wire.TASK_HEAD.size
+        start = wire.TASK_HEAD.size
         fn = _load_function(view[start : start + fn_len])
-        name, metadata = _serialize.loads(view[start + fn_len : start + fn_len + ctx_len])
-        payload = _serialize.loads(*_wire.unblob(view[start + fn_len + ctx_len :]))
+        name, metadata = serialize.loads(view[start + fn_len : start + fn_len + ctx_len])
+        payload = serialize.loads(*wire.unblob(view[start + fn_len + ctx_len :]))
     except BaseException as exc:
-        return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "load"),))
+        return wire.frame(wire.ERROR, task_id, (remote_error(exc, "load"),))
     context, token = task_api.enter(
         task_id, name, metadata, attempt, channel.label, channel.progress_sink(task_id)
     )
     try:
-        if kind == _wire.TASK:
+        if kind == wire.TASK:
             args, kwargs = payload
             return _run_call(task_id, fn, args, kwargs)
         star, items = payload
@@ -253,7 +298,7 @@ def _load_function(data: memoryview) -> Callable[..., Any]:
     key = bytes(data)
     fn = _functions.get(key)
     if fn is None:
-        fn = _serialize.loads(key)
+        fn = serialize.loads(key)
         # A decorated function travels by reference to its wrapper; run the plain one.
         if getattr(type(fn), "_makeparallel_wrapper", False):
             fn = fn.__wrapped__
@@ -265,33 +310,33 @@ def _load_function(data: memoryview) -> Callable[..., Any]:
 
 def _run_call(
     task_id: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> list[_wire.Buffer]:
+) -> list[wire.Buffer]:
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:
-        return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "run"),))
+        return wire.frame(wire.ERROR, task_id, (remote_error(exc, "run"),))
     try:
-        data, buffers = _serialize.dumps_with_buffers(value)
+        data, buffers = serialize.dumps_with_buffers(value)
     except BaseException as exc:
-        return _wire.frame(_wire.ERROR, task_id, (remote_error(exc, "dump", value),))
-    return _wire.frame(_wire.RESULT, task_id, _wire.blob(data, buffers))
+        return wire.frame(wire.ERROR, task_id, (remote_error(exc, "dump", value),))
+    return wire.frame(wire.RESULT, task_id, wire.blob(data, buffers))
 
 
 def _run_items(
     task_id: int, fn: Callable[..., Any], star: bool, items: list[Any]
-) -> list[_wire.Buffer]:
+) -> list[wire.Buffer]:
     values, errors, seconds = run_items(fn, star, items, lambda exc, _: remote_error(exc, "run"))
     try:
-        data = _serialize.dumps((values, errors, seconds))
+        data = serialize.dumps((values, errors, seconds))
     except BaseException:
         for offset, value in enumerate(values):
             try:
-                _serialize.dumps(value)
+                serialize.dumps(value)
             except BaseException as exc:
                 values[offset] = None
                 errors[offset] = remote_error(exc, "dump", value)
-        data = _serialize.dumps((values, errors, seconds))
-    return _wire.frame(_wire.CHUNK_RESULT, task_id, (data,))
+        data = serialize.dumps((values, errors, seconds))
+    return wire.frame(wire.CHUNK_RESULT, task_id, (data,))
 
 
 def remote_error(exc: BaseException, phase: str, value: object = None) -> bytes:
@@ -315,11 +360,11 @@ def remote_error(exc: BaseException, phase: str, value: object = None) -> bytes:
     why_not = ""
     if phase == "run":
         try:
-            exc_bytes = _serialize.dumps(exc)
-            _serialize.loads(exc_bytes)  # some exceptions pickle but cannot be rebuilt
+            exc_bytes = serialize.dumps(exc)
+            serialize.loads(exc_bytes)  # some exceptions pickle but cannot be rebuilt
         except BaseException as problem:
             exc_bytes = None
             why_not = f"{type(problem).__name__}: {problem}"
     type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    value_type = _serialize.type_name(value) if phase == "dump" else ""
-    return _serialize.dumps((type_name, message, text, exc_bytes, phase, why_not, value_type))
+    value_type = serialize.type_name(value) if phase == "dump" else ""
+    return serialize.dumps((type_name, message, text, exc_bytes, phase, why_not, value_type))

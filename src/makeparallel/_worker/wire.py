@@ -32,6 +32,7 @@ TASK = ord("T")
 CHUNK = ord("M")
 EXIT = ord("X")
 CANCEL = ord("K")  # skip this task if it has not started (it waits behind another)
+AUTHKEY = ord("A")  # the parent's multiprocessing authkey, for its Manager's objects
 # worker -> parent
 READY = ord("R")
 BOOT_FAILED = ord("B")
