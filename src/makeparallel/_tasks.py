@@ -285,6 +285,31 @@ class TaskBook:
         if close_now:
             self.backend.close(None, wait=False)
 
+    # -- waiting -----------------------------------------------------------------------
+
+    def refuse_to_wait_here(self, what: object) -> None:
+        """Raise if this thread delivers the pool's results (``what``: what would be waited for)."""
+        if self.backend.delivers_here():
+            raise RuntimeError(
+                f"waiting for {what} in a callback on the I/O thread of pool {self.name!r} would "
+                "wait for ever: that thread delivers the results. Chain the next step with "
+                "on_complete or add_done_callback, or wait in a thread of your own"
+            )
+
+    def read_here(self, handle: Handle[Any], timeout: float | None) -> float | None:
+        """Every handle's reader: let the engine wait for its running task in this thread.
+
+        Returns what is left of ``timeout``. Refuses to wait in the thread that
+        delivers this pool's results (a callback runs there): it would wait for ever.
+        """
+        self.refuse_to_wait_here(handle)
+        task = self.running.get(handle.task_id)
+        if task is None or self.generation != _lifetime.generation:
+            return timeout  # (in a forked process the answer is the parent's to read)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.backend.read_here(task, deadline)
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
     # -- shutting down -----------------------------------------------------------------
 
     def close(self, cancel_pending: bool, workers: int) -> tuple[list[Task], list[Task]] | None:

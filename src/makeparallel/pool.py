@@ -128,12 +128,12 @@ class Pool(concurrent.futures.Executor):
         self._tasks.backend = self._backend
         # Handles ask the engine to wait for them only if it can (the process engine).
         reads_here = type(self._backend).read_here is not Backend.read_here
-        self._reader = self._read_here if reads_here else None
+        self._reader = self._tasks.read_here if reads_here else None
         self.backend = self._backend.kind if not isinstance(backend, str) else resolve_kind(backend)
-        self._maps = MapPort(self)  # what maps see of this pool
         # The engine's threads see the tasks through a weak reference, so a pool that
-        # nobody holds any more (and that has no unfinished work) is collected,
+        # nobody holds any more (and that has no unfinished work) is freed at once,
         # and its workers and threads go with it, as a ProcessPoolExecutor's do.
+        # Nothing the pool holds refers back to it: no cycle waits for the collector.
         self._backend.start(WeakSink(self._tasks))
         self._abandon = weakref.finalize(self, self._backend.abandon)
         self._abandon.atexit = False  # at exit, _lifetime finishes the submitted work
@@ -200,6 +200,11 @@ class Pool(concurrent.futures.Executor):
             raise RuntimeError(closed_message(self.name))
 
     @property
+    def _maps(self) -> MapPort:
+        """What a map sees of this pool (one per map: a pool holding it would be a cycle)."""
+        return MapPort(self)
+
+    @property
     def _open(self) -> bool:
         return self._tasks.state == RUNNING
 
@@ -233,30 +238,8 @@ class Pool(concurrent.futures.Executor):
             _mapping.imap_batches(self._maps, fn, iterable, chunksize=chunksize, ordered=ordered)
         )
 
-    # -- waiting -------------------------------------------------------------
-
     def _refuse_to_wait_here(self, what: object) -> None:
-        """Raise if this thread delivers the pool's results (``what``: what would be waited for)."""
-        if self._backend.delivers_here():
-            raise RuntimeError(
-                f"waiting for {what} in a callback on the I/O thread of pool {self.name!r} would "
-                "wait for ever: that thread delivers the results. Chain the next step with "
-                "on_complete or add_done_callback, or wait in a thread of your own"
-            )
-
-    def _read_here(self, handle: Handle[Any], timeout: float | None) -> float | None:
-        """The handle's reader: let the engine wait for its running task in this thread.
-
-        Returns what is left of ``timeout``. Refuses to wait in the thread that
-        delivers this pool's results (a callback runs there): it would wait for ever.
-        """
-        self._refuse_to_wait_here(handle)
-        task = self._tasks.running.get(handle.task_id)
-        if task is None or self._tasks.generation != _lifetime.generation:
-            return timeout  # (in a forked process the answer is the parent's to read)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._backend.read_here(task, deadline)
-        return None if deadline is None else max(0.0, deadline - time.monotonic())
+        self._tasks.refuse_to_wait_here(what)
 
     # -- size and health -------------------------------------------------------
 
