@@ -36,7 +36,7 @@ from ..._worker import wire
 from ...errors import TaskError
 from . import codec
 from .exchange import Exchange
-from .poller import READ, Poller
+from .poller import READ, WRITE, Poller
 from .workers import Worker, WorkerState, move
 
 logger = logging.getLogger("makeparallel")
@@ -145,7 +145,8 @@ def _release(ex: Exchange, poller: Poller, worker: Worker) -> None:
             else:
                 ex.free_locked(worker)
         if worker.state is not WorkerState.GONE:
-            poller.resume(worker.sock.fileno(), READ)
+            # (a frame sent to every worker meanwhile may have left something to write)
+            poller.resume(worker.sock.fileno(), READ | WRITE if worker.outbox else READ)
             if worker.pidfd is not None:
                 poller.resume(worker.pidfd, READ)
     ex.hand_out()

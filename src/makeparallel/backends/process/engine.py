@@ -51,6 +51,7 @@ class ProcessBackend(Backend):
         super().__init__(workers, pool_name, setup)
         self._encoder = Encoder()
         self._authkey = parent_authkey()  # what the workers were told
+        self._started = False
 
     def start(self, sink: Sink) -> None:
         setup = self.setup
@@ -72,6 +73,7 @@ class ProcessBackend(Backend):
         self._reactor = Reactor(self.pool_name, launcher)
         self._ex = Exchange(sink, setup, self.workers, memory, self._reactor)
         self._reactor.ex = self._ex
+        self._started = True
         first = launcher.first
         self._reactor.start(first, least - (1 if first is not None else 0))
 
@@ -83,7 +85,7 @@ class ProcessBackend(Backend):
             # multiprocessing was loaded since the workers started: they get its key
             # before this task, which may carry an object its Manager serves
             self._authkey = parent_authkey()
-            if self._authkey is not None and hasattr(self, "_ex"):
+            if self._authkey is not None and self._started:
                 self._ex.broadcast(wire.frame(wire.AUTHKEY, 0, (self._authkey,)))
 
     def poke(self) -> None:
