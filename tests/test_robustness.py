@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import makeparallel as mp
+from fakes import FakeSink
 from makeparallel._task import Task
 from makeparallel.backends.base import WorkerSetup
 from makeparallel.backends.process import ProcessBackend
@@ -510,34 +511,22 @@ def test_workers_that_cannot_start_fail_the_tasks_instead_of_looping(
         pool.shutdown(timeout=5)
 
 
-class _SinkWithABug:
+class _SinkWithABug(FakeSink):
     """The engine's view of a pool (the Sink seam), whose report of the first result fails:
     a bug in code the I/O thread runs."""
 
     def __init__(self, tasks: list[Task]) -> None:
-        self.queue = list(tasks)
+        super().__init__(tasks)
         self.taken: list[Task] = []
         self.reports: dict[int, tuple[bool, object]] = {}
         self.broken_by: BaseException | None = None
         self.gave_up = threading.Event()
         self._failed = False
 
-    def take(self, ahead: bool = False) -> Task | None:
-        tasks = self.take_some(1, ahead)
-        return tasks[0] if tasks else None
-
     def take_some(self, limit: int, ahead: bool = False) -> list[Task]:
-        taken, self.queue = self.queue[:limit], self.queue[limit:]
-        for task in taken:
-            task.handle._start()
+        taken = super().take_some(limit, ahead)
         self.taken += taken
         return taken
-
-    def has_pending(self) -> bool:
-        return bool(self.queue)
-
-    def pending_count(self) -> int:
-        return len(self.queue)
 
     def finished(self, task: Task, ok: bool, value: object) -> None:
         if not self._failed:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from _socket import MSG_DONTWAIT
-from os import sched_yield
+from os import read, sched_yield
 from time import perf_counter
 
 TYPE_CHECKING = False  # workers import this module: no typing at run time
@@ -97,6 +97,15 @@ def poll_briefly(poller: poll, seconds: float) -> bool:
             return True
         sched_yield()
     return False
+
+
+def drain_pipe(fd: int) -> None:
+    """Read a non-blocking pipe until it is empty (a wake-up pipe's bytes mean nothing)."""
+    try:
+        while read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def task_frame(

@@ -43,6 +43,8 @@ import time
 from collections.abc import Callable
 from typing import NoReturn
 
+from ..._worker.wire import drain_pipe
+
 _RECORD = struct.Struct("=cii")  # kind, pid, value
 _STARTED = b"P"  # value unused
 _FAILED = b"F"  # value: errno of the failed fork
@@ -361,7 +363,7 @@ def _serve_requests(control_fd: int, first: list[int], lifeline_fd: int) -> None
         while True:
             readable = _readable([control_fd, wake_r], None)
             if wake_r in readable:
-                _drain(wake_r)
+                drain_pipe(wake_r)
                 _report_exits(control)
             if control_fd in readable:
                 message, fds, _, _ = socket.recv_fds(control, 1, 2)
@@ -416,14 +418,6 @@ def _reap_all() -> None:
             os.waitpid(-1, 0)
         except ChildProcessError:
             return
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 512):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def _report_exits(control: socket.socket) -> None:

@@ -186,7 +186,7 @@ class Reactor:
             return  # unregistered by an earlier event of this turn
         kind, worker = handler
         if kind == "wake":
-            _drain_pipe(self._wake_r)
+            wire.drain_pipe(self._wake_r)
         elif kind == "forked":
             self._take_forked(wait=False)
         elif worker is None:
@@ -559,14 +559,6 @@ def _ended(pidfd: int) -> bool:
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     return bool(poller.poll(0))
-
-
-def _drain_pipe(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def _nothing() -> None:
