@@ -233,6 +233,14 @@ def worker_crashed(task: Task, worker: str, returncode: int | None) -> WorkerCra
     return error
 
 
+def stopped_at_shutdown(task: Task, pool: str) -> TaskError:
+    """What a task still running at a shutdown's deadline fails with."""
+    return TaskError(
+        f"{task.describe()} was stopped: pool {pool!r} shut down before it finished",
+        **task.context(),
+    )
+
+
 def describe_exit(returncode: int | None) -> tuple[str, str | None]:
     if returncode is None:
         return f"ended; its exit status is lost{_why_status_lost()}", None

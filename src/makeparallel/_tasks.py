@@ -30,14 +30,13 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import _lifetime
-from ._task import Task
+from ._task import Task, stopped_at_shutdown
 from ._timer import Timer
 from .backends.base import Backend
 from .errors import (
     PoolFullError,
     SerializationError,
     TaskCancelledError,
-    TaskError,
     TaskTimeoutError,
 )
 from .handle import Handle, TaskState
@@ -359,11 +358,7 @@ class TaskBook:
         if task.handle.state is TaskState.PENDING:
             task.handle.cancel()
             return
-        error = TaskError(
-            f"{task.describe()} was stopped: pool {self.name!r} shut down before it finished",
-            **task.context(),
-        )
-        self.stop(task, error, may_retry=False)
+        self.stop(task, stopped_at_shutdown(task, self.name), may_retry=False)
 
     def closed(self) -> None:
         self.timer.close()

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..._task import Task, describe_exit, worker_crashed
+from ..._task import Task, describe_exit, stopped_at_shutdown, worker_crashed
 from ..._worker import wire
 from ...errors import BrokenPoolError, TaskError
 from . import codec
@@ -493,10 +493,18 @@ class Reactor:
             self._kill_over_memory(now)
 
     def _kill_all(self) -> None:
+        """The shutdown's deadline has passed: every worker is killed, its tasks stopped.
+
+        The pool stops the same tasks as stragglers; whichever comes first, each
+        ends as stopped, never as the crash its worker's death would look like.
+        """
         self._killed_all = True
         with self.ex.table.lock:
             workers = [w for w in self.ex.table.all if w.state is not WorkerState.GONE]
             for worker in workers:
+                for task in worker.inflight:
+                    if task.stop_error is None:
+                        task.stop_error = stopped_at_shutdown(task, self.pool_name)
                 self.ex.table.leave(worker, WorkerState.STOPPING)
         for worker in workers:
             kill_tree(worker.proc)
