@@ -345,8 +345,14 @@ def descendants() -> dict[int, str]:
 
 
 def named_processes(pool_name: str) -> dict[int, str]:
-    """Processes anywhere whose name says they belong to ``pool_name`` (workers name themselves)."""
+    """Processes anywhere whose name says they belong to ``pool_name``.
+
+    Workers name themselves after their pool, as ``ps`` and ``top`` show: in
+    their 15-character name, and in their command line where setproctitle is
+    installed. This finds those that are no longer this process's descendants.
+    """
     prefix = f"{pool_name}-"[:15]  # Linux keeps 15 characters of a process's name
+    title = f"{pool_name}-".encode()
     found: dict[int, str] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -354,10 +360,12 @@ def named_processes(pool_name: str) -> dict[int, str]:
         try:
             with open(f"/proc/{entry}/stat") as f:
                 stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read()
         except OSError:
             continue
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        if comm.startswith(prefix):
+        if comm.startswith(prefix) or title in command:
             found[int(entry)] = f"{comm} ({stat[stat.rindex(')') + 2]})"
     return found
 
@@ -367,7 +375,19 @@ def pool_threads(pool_name: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(f"{pool_name}-")]
 
 
-def leftovers(pool_name: str, before: Iterable[int], grace: float) -> list[str]:
+@dataclass(frozen=True)
+class Leftovers:
+    threads: list[str]
+    processes: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.threads or self.processes)
+
+    def __str__(self) -> str:
+        return ", ".join(self.threads + self.processes)
+
+
+def leftovers(pool_name: str, before: Iterable[int], grace: float) -> Leftovers:
     """What a shut-down pool left behind, after at most ``grace`` seconds: its threads
     still alive, and processes that were not descendants of this process ``before``
     it started, or that are named after it."""
@@ -382,9 +402,10 @@ def leftovers(pool_name: str, before: Iterable[int], grace: float) -> list[str]:
         if not processes or time.monotonic() >= deadline:
             break
         time.sleep(0.01)  # processes cannot be waited for here: they are not ours to reap
-    found = [f"thread {t.name!r}" for t in pool_threads(pool_name)]
-    found += [f"process {pid} {what}" for pid, what in sorted(processes.items())]
-    return found
+    return Leftovers(
+        [f"thread {t.name!r}" for t in pool_threads(pool_name)],
+        [f"process {pid} {what}" for pid, what in sorted(processes.items())],
+    )
 
 
 def _thread_cpu(thread: threading.Thread) -> float | None:
