@@ -22,10 +22,11 @@ outcomes each may have. Checked:
 - after shutdown no thread and no process of the pool is left.
 
 Whatever a step finds is reported at the end of its sequence, so that every
-run of a sequence draws the same steps however the pool's threads raced; a
-failure names the shortest sequence Hypothesis found, and each kind of
-failure below is a bug of its own to Hypothesis. ``MAKEPARALLEL_FAULT_EXAMPLES``
-multiplies the number of sequences tried.
+run of a sequence draws the same steps however the pool's threads raced. One
+fault often brings others (a dead I/O thread loses tasks, then shutdown
+hangs): the one reported is the first in ``FAULT_ORDER``. Each kind of fault
+is a bug of its own to Hypothesis, which names the shortest sequence it found
+for each. ``MAKEPARALLEL_FAULT_EXAMPLES`` multiplies the number of sequences tried.
 """
 
 from __future__ import annotations
@@ -112,6 +113,21 @@ class Spinning(Fault):
 
 class LeftBehind(Fault):
     """A thread or process of the pool outlived its shutdown."""
+
+
+# One fault often brings others (a dead I/O thread loses tasks, then shutdown hangs):
+# a sequence reports the first of these it shows, whichever it saw first.
+FAULT_ORDER = (
+    PoolThreadKilled,
+    LostTask,
+    CallHung,
+    Spinning,
+    InnocentVictim,
+    WrongOutcome,
+    WrongMap,
+    CallbackMisfired,
+    LeftBehind,
+)
 
 
 # -- the jobs Hypothesis draws ---------------------------------------------------------------
@@ -424,7 +440,10 @@ class FaultModel(RuleBasedStateMachine):
         )
         if not fault_mix.judge(outcome, allowed):
             normal = fault_mix.normal_outcomes(tracked.job, self.engine)
-            innocent = not tracked.cancelled and all(
+            untouched = not (
+                tracked.cancelled or tracked.may_be_cancelled or tracked.may_be_stopped
+            )
+            innocent = untouched and all(
                 o.kind in (fault_mix.VALUE, fault_mix.RAISED) for o in normal
             )
             raise (InnocentVictim if innocent else WrongOutcome)(
@@ -435,22 +454,29 @@ class FaultModel(RuleBasedStateMachine):
         tracked.seen = outcome
 
     def check_every_task_ends(self) -> None:
-        unfinished = {t.handle for t in self.tracked}
-        deadline = time.monotonic() + LOST_AFTER
-        while unfinished and time.monotonic() < deadline:
-            _, unfinished = concurrent.futures.wait(unfinished, timeout=0.05)
-            self.check_threads_survive()  # a dead pool thread may be why they do not end
-        if unfinished:
-            lost = [t for t in self.tracked if t.handle in unfinished]
-            spinning = fault_mix.spinning_threads(self.pool.name)
-            raise LostTask(
-                f"{len(lost)} of {len(self.tracked)} tasks of pool {self.pool.name} are "
-                f"unfinished after {LOST_AFTER:g} s: "
-                + "; ".join(f"{t.describe()}, {t.handle.state}" for t in lost[:5])
-                + (f"; meanwhile these threads spin: {spinning}" if spinning else "")
-            )
+        self.check_threads_survive()
+        lost = self.lost_tasks(LOST_AFTER)
+        if lost is not None:
+            raise lost
         for tracked in self.tracked:
             self.check(tracked)
+
+    def lost_tasks(self, seconds: float) -> LostTask | None:
+        """Wait up to ``seconds`` for every task to end (less if a pool thread dies)."""
+        unfinished = {t.handle for t in self.tracked}
+        deadline = time.monotonic() + seconds
+        while unfinished and time.monotonic() < deadline and not self.escaped:
+            _, unfinished = concurrent.futures.wait(unfinished, timeout=0.05)
+        if not unfinished:
+            return None
+        lost = [t for t in self.tracked if t.handle in unfinished]
+        spinning = fault_mix.spinning_threads(self.pool.name)
+        return LostTask(
+            f"{len(lost)} of {len(self.tracked)} tasks of pool {self.pool.name} are "
+            f"unfinished after {seconds:g} s: "
+            + "; ".join(f"{t.describe()}, {t.handle.state}" for t in lost[:5])
+            + (f"; meanwhile these threads spin: {spinning}" if spinning else "")
+        )
 
     def check_callbacks(self) -> None:
         for callback in self.callbacks:
@@ -471,20 +497,42 @@ class FaultModel(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            if self.faults:
-                # let the pool go as far as it still can, then report the first fault
+            if not self.faults:
                 try:
-                    call_within(
-                        2.0,
-                        "shutdown after a fault",
-                        lambda: self.pool.shutdown(wait=True, cancel_pending=True, timeout=0),
-                    )
-                except CallHung:
-                    pass
-                raise self.faults[0]
-            self.shut_down(**self.shutdown_with)
+                    self.shut_down(**self.shutdown_with)
+                except Fault as fault:
+                    self.faults.append(fault)
+            if self.faults:
+                self.report()
         finally:
             threading.excepthook = self.previous_hook
+
+    def report(self) -> None:
+        """Note every other fault there is to see, let the pool go as far as it still
+        can, and raise the fault that comes first in ``FAULT_ORDER``."""
+        waited = any(isinstance(fault, LostTask) for fault in self.faults)
+        lost = self.lost_tasks(0 if waited else LOST_AFTER)
+        if self.escaped:
+            self.faults.append(PoolThreadKilled(f"pool {self.pool.name}: {self.escaped}"))
+        if lost is not None and not waited:
+            self.faults.append(lost)
+        for tracked in self.tracked:
+            if tracked.handle.done():
+                try:
+                    self.check(tracked)
+                except Fault as fault:
+                    self.faults.append(fault)
+        try:
+            call_within(
+                2.0,
+                "shutdown after a fault",
+                lambda: self.pool.shutdown(wait=True, cancel_pending=True, timeout=0),
+            )
+        except CallHung:
+            pass
+        first = min(self.faults, key=lambda fault: FAULT_ORDER.index(type(fault)))
+        others = sorted({type(fault).__name__ for fault in self.faults} - {type(first).__name__})
+        raise type(first)(f"{first}" + (f" (also seen: {', '.join(others)})" if others else ""))
 
     def shut_down(self, cancel_pending: bool, timeout: float | None) -> None:
         for tracked in self.tracked:
