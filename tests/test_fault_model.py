@@ -319,6 +319,23 @@ class FaultModel(RuleBasedStateMachine):
         for job in jobs:
             self.cancel(self.track(job))
 
+    @rule(rounds=st.integers(1, 30))
+    @step
+    def cancel_races_the_end(self, rounds: int) -> None:
+        """Again and again, cancel a quick task while it may be ending, others queued behind it."""
+        for _ in range(rounds):
+            batch = [self.track(Job("value", value)) for value in range(4)]
+            self.cancel(batch[0])
+
+    @rule(rounds=st.integers(1, 30), timeout=st.sampled_from([0.0005, 0.001, 0.002]))
+    @step
+    def timeout_races_the_end(self, rounds: int, timeout: float) -> None:
+        """Again and again, a quick task whose tiny timeout may fire as it ends, more behind it."""
+        for _ in range(rounds):
+            self.track(Job("value", 0, timeout=timeout))
+            for value in range(3):
+                self.track(Job("value", value))
+
     # -- maps, sizes, callbacks
 
     @rule(
@@ -567,6 +584,16 @@ class ProcessFaultModel(FaultModel):
     def submit_with_crashes(self, jobs: list[Job]) -> None:
         for job in jobs:
             self.track(job)
+
+    @rule(job=crashing, count=st.integers(10, 100))
+    @step
+    def crash_amid_quick_tasks(self, job: Job, count: int) -> None:
+        """A crash with quick tasks before it and after it (queued behind it on its worker)."""
+        for value in range(count):
+            self.track(Job("value", value))
+        self.track(job)
+        for value in range(count):
+            self.track(Job("value", value))
 
     @rule(job=crashing, on=callback_kinds, error=callback_errors)
     @step
