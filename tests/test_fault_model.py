@@ -24,9 +24,11 @@ outcomes each may have. Checked:
 Whatever a step finds is reported at the end of its sequence, so that every
 run of a sequence draws the same steps however the pool's threads raced. One
 fault often brings others (a dead I/O thread loses tasks, then shutdown
-hangs): the one reported is the first in ``FAULT_ORDER``. Each kind of fault
-is a bug of its own to Hypothesis, which names the shortest sequence it found
-for each. ``MAKEPARALLEL_FAULT_EXAMPLES`` multiplies the number of sequences tried.
+hangs), and after a race the same steps may show another of them: the one
+reported is the first in ``FAULT_ORDER``, and to Hypothesis every fault is
+the same failure, so it shrinks a sequence for as long as it fails at all and
+names the shortest it found. ``MAKEPARALLEL_FAULT_EXAMPLES`` multiplies the
+number of sequences tried.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ pytestmark = [
 
 #: a task still unfinished this long after the pool was last asked anything is lost
 LOST_AFTER = 10.0
+#: so are the tasks still unfinished when none has ended for this long (no task runs longer)
+STALLED_AFTER = 3.0
 #: after shutdown returns, the pool's threads and processes get this long to go
 GRACE = 5.0
 WORKERS = 2
@@ -72,7 +76,7 @@ T = TypeVar("T")
 _pool_numbers = itertools.count()
 
 
-# -- what can go wrong (each a bug of its own to Hypothesis) ---------------------------------
+# -- what can go wrong -------------------------------------------------------------------------
 
 
 class Fault(AssertionError):
@@ -479,18 +483,25 @@ class FaultModel(RuleBasedStateMachine):
             self.check(tracked)
 
     def lost_tasks(self, seconds: float) -> LostTask | None:
-        """Wait up to ``seconds`` for every task to end (less if a pool thread dies)."""
+        """Wait up to ``seconds`` for every task to end; less if none ends for
+        ``STALLED_AFTER`` seconds, or if a pool thread dies."""
         unfinished = {t.handle for t in self.tracked}
-        deadline = time.monotonic() + seconds
-        while unfinished and time.monotonic() < deadline and not self.escaped:
-            _, unfinished = concurrent.futures.wait(unfinished, timeout=0.05)
+        started = progress = time.monotonic()
+        while unfinished and not self.escaped:
+            now = time.monotonic()
+            if now - started >= seconds or now - progress >= STALLED_AFTER:
+                break
+            done, unfinished = concurrent.futures.wait(unfinished, timeout=0.05)
+            if done:
+                progress = time.monotonic()
         if not unfinished:
             return None
         lost = [t for t in self.tracked if t.handle in unfinished]
         spinning = fault_mix.spinning_threads(self.pool.name)
         return LostTask(
             f"{len(lost)} of {len(self.tracked)} tasks of pool {self.pool.name} are "
-            f"unfinished after {seconds:g} s: "
+            f"unfinished after {time.monotonic() - started:.1f} s, none ended in the last "
+            f"{time.monotonic() - progress:.1f} s: "
             + "; ".join(f"{t.describe()}, {t.handle.state}" for t in lost[:5])
             + (f"; meanwhile these threads spin: {spinning}" if spinning else "")
         )
@@ -549,7 +560,8 @@ class FaultModel(RuleBasedStateMachine):
             pass
         first = min(self.faults, key=lambda fault: FAULT_ORDER.index(type(fault)))
         others = sorted({type(fault).__name__ for fault in self.faults} - {type(first).__name__})
-        raise type(first)(f"{first}" + (f" (also seen: {', '.join(others)})" if others else ""))
+        also = f" (also seen: {', '.join(others)})" if others else ""
+        raise Fault(f"{type(first).__name__}: {first}{also}")
 
     def shut_down(self, cancel_pending: bool, timeout: float | None) -> None:
         for tracked in self.tracked:
