@@ -10,6 +10,7 @@ no contender failed (a peer that is not installed is "skipped", not failed).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -168,3 +169,23 @@ def test_suite_runs_renders_and_fills_the_docs(tmp_path: Path) -> None:
     before = (DOCS / "benchmarks.md").read_text()
     assert filled.split("<!-- suite:begin -->")[0] == before.split("<!-- suite:begin -->")[0]
     assert filled.split("<!-- suite:end -->")[1] == before.split("<!-- suite:end -->")[1]
+
+
+def test_soak_reports_what_it_found() -> None:
+    """A few hundred tasks of the fault mix: one summary line, and an exit status that
+    says whether it found anything (what it finds is tests/test_fault_model.py's to judge)."""
+    command = ["--tasks", "300", "--seed", "1", "--wave", "300", "--deadline", "5"]
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "soak.py"), *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr
+    summary, threads = result.stdout.splitlines()
+    match = re.fullmatch(r"300 tasks: lost (\d+), wrong (\d+), orphans (\d+)", summary)
+    assert match is not None, summary
+    assert threads.startswith("pool threads: ")
+    clean = not any(int(n) for n in match.groups()) and "none seen spinning, none left" in threads
+    assert result.returncode == (0 if clean else 1), result.stdout + result.stderr
