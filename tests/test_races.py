@@ -11,6 +11,7 @@ import gc
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -190,3 +191,22 @@ def test_pools_dropped_without_shutdown_go_at_once_without_the_collector(
         )
     finally:
         gc.enable()
+
+
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_callback_raising_systemexit_on_a_timed_out_task_leaves_timeouts_working(
+    backend: str,
+) -> None:
+    # The on_error callback of a timed-out task runs on the pool's timer thread; its
+    # SystemExit used to end that thread, and no timeout fired after it.
+    with mp.Pool(workers=1, backend=backend) as pool:
+        bounded = mp.parallel(nap).options(pool=pool, timeout=0.05)
+        first = bounded(1.0).on_error(exit_now)
+        assert isinstance(first.exception(timeout=DEADLINE), mp.TaskTimeoutError)
+        second = bounded(1.0)
+        assert isinstance(second.exception(timeout=DEADLINE), mp.TaskTimeoutError)

@@ -98,5 +98,5 @@ class Timer:
                     self._wake.wait(delay)
             try:
                 entry.callback()
-            except Exception:
+            except BaseException:  # whatever it is, later timeouts must still fire
                 logger.exception("makeparallel timer callback failed")
