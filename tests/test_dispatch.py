@@ -148,13 +148,34 @@ def test_only_the_io_thread_fills_busy_workers_least_busy_first(
 
 def test_a_write_carries_a_fair_share_of_what_waits(sockets: list[socket.socket]) -> None:
     idle = worker(sockets, WorkerState.IDLE)
-    fair = room(idle, ahead=64, allowance=64, one_at_a_time=False, waiting=10, ready=2)
+    fair = room(
+        idle, ahead=64, allowance=64, one_at_a_time=False, waiting=lambda: 10, ready=lambda: 2
+    )
     assert fair == 6  # 1 + ceil(9 / 2)
-    assert room(idle, ahead=64, allowance=3, one_at_a_time=False, waiting=10, ready=2) == 3
-    assert room(idle, ahead=64, allowance=64, one_at_a_time=True, waiting=10, ready=2) == 1
-    assert room(idle, ahead=64, allowance=64, one_at_a_time=False, waiting=1, ready=2) == 1
+    assert (
+        room(idle, ahead=64, allowance=3, one_at_a_time=False, waiting=lambda: 10, ready=lambda: 2)
+        == 3
+    )
+    assert (
+        room(idle, ahead=64, allowance=64, one_at_a_time=True, waiting=lambda: 10, ready=lambda: 2)
+        == 1
+    )
+    assert (
+        room(idle, ahead=64, allowance=64, one_at_a_time=False, waiting=lambda: 1, ready=lambda: 2)
+        == 1
+    )
     starting = worker(sockets, WorkerState.STARTING)
-    assert room(starting, ahead=64, allowance=64, one_at_a_time=False, waiting=9, ready=1) == 1
+    assert (
+        room(
+            starting,
+            ahead=64,
+            allowance=64,
+            one_at_a_time=False,
+            waiting=lambda: 9,
+            ready=lambda: 1,
+        )
+        == 1
+    )
 
 
 def test_a_timed_task_never_waits_behind_another() -> None:

@@ -97,10 +97,10 @@ def _read_until_done(ex: Exchange, worker: Worker, task: Task, deadline: float |
             wait = min(wait, deadline - time.monotonic())
             if wait <= 0:
                 return
-        with ex.table.lock:
-            if worker.state is not WorkerState.CLAIMED:
-                return
         if not waiting.poll(wait * 1000):
+            with ex.table.lock:
+                if worker.state is not WorkerState.CLAIMED:
+                    return
             continue
         try:
             frames, ended = worker.reader.read(worker.sock)
@@ -116,8 +116,7 @@ def _on_frame(ex: Exchange, worker: Worker, kind: int, task_id: int, body: bytea
     if kind == wire.PROGRESS:
         ex.progress(worker, task_id, body)
         return
-    with ex.table.lock:
-        task = worker.task
+    task = worker.task  # (nothing but this thread changes what a claimed worker holds)
     if kind not in codec.ANSWERS or task is None or task.id != task_id:
         logger.error("worker %s sent an unexpected frame %r", worker.label, chr(kind))
         return

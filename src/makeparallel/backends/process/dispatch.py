@@ -24,7 +24,7 @@ its table lock held, and the tests call them with plain records.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from ..._task import Task
@@ -124,27 +124,27 @@ def room(
     ahead: int,
     allowance: int,
     one_at_a_time: bool,
-    waiting: int,
-    ready: int,
+    waiting: Callable[[], int],
+    ready: Callable[[], int],
 ) -> int:
     """How many tasks one write to ``worker`` carries.
 
     At most ``ahead`` on the worker at once and ``allowance`` more before it
     is recycled; one when tasks go one at a time (a memory limit is checked
     between tasks) or the worker is still starting; and no more than its fair
-    share of the ``waiting`` tasks among the ``ready`` workers, so that one
-    write does not leave the others idle.
+    share of the ``waiting()`` tasks among the ``ready()`` workers, so that
+    one write does not leave the others idle (counted only when it matters:
+    this runs for every write).
     """
     if one_at_a_time or worker.state is WorkerState.STARTING:
         return 1
     space = min(ahead - len(worker.inflight), allowance)
-    if space > 1:
-        if waiting > 1:
-            share = 1 + -(-(waiting - 1) // max(1, ready))
-            space = min(space, share)
-        else:
-            space = 1
-    return max(space, 1)
+    if space <= 1:
+        return 1
+    queued = waiting()
+    if queued <= 1:
+        return 1
+    return min(space, 1 + -(-(queued - 1) // max(1, ready())))
 
 
 def take_batch(

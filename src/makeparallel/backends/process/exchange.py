@@ -111,8 +111,8 @@ class Exchange:
                         ahead=ahead,
                         allowance=self._allowance(worker),
                         one_at_a_time=self.one_at_a_time,
-                        waiting=self.sink.pending_count() + len(table.backlog),
-                        ready=ready_count(table.all),
+                        waiting=lambda: self.sink.pending_count() + len(table.backlog),
+                        ready=lambda: ready_count(table.all),
                     )
                     first_may_be_timed = worker.state is WorkerState.IDLE
                     tasks = take_batch(table.backlog, self.sink, count, first_may_be_timed)
@@ -252,7 +252,8 @@ class Exchange:
         ):
             self.retire_locked(worker)
             self.want_workers(1, replacement=True)  # its replacement takes its place once ready
-        elif len(self.table.live()) > self.most:  # the pool was resized down
+        elif len(self.table.all) > self.most and len(self.table.live()) > self.most:
+            # the pool was resized down (the first test is the cheap one)
             self.retire_locked(worker)
         else:
             self.table.rest(worker, time.monotonic())

@@ -228,8 +228,7 @@ class Reactor:
             for kind, task_id, body in frames:
                 self._on_frame(worker, kind, task_id, body)
         finally:
-            with ex.table.lock:
-                worker.reading = False
+            worker.reading = False  # (no lock: a claim that misses this only waits as usual)
         ex.hand_out()  # once for the whole batch, not once per answer
         if ended:
             self._on_exit(worker)
