@@ -50,7 +50,7 @@ if __name__ == "__main__":
     with mp.Pool(workers=2, start="fork") as pool:
         STATE = "after the pool started"
         seen = [pool.submit(look).result() for _ in range(6)]
-    with mp.Pool(workers=1) as pool:
+    with mp.Pool(workers=1, start="spawn") as pool:
         fresh = pool.submit(look).result()
     print(json.dumps({"seen": seen, "fresh": fresh}))
 """,
@@ -470,9 +470,49 @@ def test_a_fork_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_start_is_checked() -> None:
-    with pytest.raises(ValueError, match="start must be 'spawn'"):
+    with pytest.raises(ValueError, match="start must be 'auto'"):
         mp.Pool(workers=1, start="forkserver")
     with pytest.raises(ValueError, match="needs backend='process'"):
         mp.Pool(workers=1, backend="thread", start="fork")
-    with pytest.raises(ValueError, match="start must be 'spawn'"):
+    with pytest.raises(ValueError, match="start must be 'auto'"):
         mp.configure(start="vfork")
+
+
+def test_auto_forks_a_program_without_threads_and_not_one_with_them(tmp_path: Path) -> None:
+    found = run_script(
+        tmp_path,
+        LOOK
+        + """
+import threading
+
+def draw():
+    import os, numpy
+    return os.getpid(), int(numpy.random.randint(0, 2**31))
+
+if __name__ == "__main__":
+    import numpy
+    numpy.random.seed(1234)  # every forked worker starts from this state ...
+    STATE = "before the pool"
+    with mp.Pool(workers=2) as pool:
+        forked = {"start": pool.start, "seen": pool.submit(look).result()}
+        first = {}
+        for pid, number in [h.result() for h in [pool.submit(draw) for _ in range(20)]]:
+            first.setdefault(pid, number)  # the first number each worker drew
+        forked["first"] = sorted(first.values())
+        forked["parent"] = int(numpy.random.randint(0, 2**31))  # what the copies started at
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    with mp.Pool(workers=1) as pool:
+        fresh = {"start": pool.start, "seen": pool.submit(look).result()}
+    stop.set()
+    print(json.dumps({"forked": forked, "fresh": fresh}))
+""",
+    )
+    assert found["forked"]["start"] == "fork"
+    assert found["forked"]["seen"] == "before the pool"
+    # ... and draws numbers of its own: not the parent's next one, nor each other's
+    firsts = found["forked"]["first"]
+    assert found["forked"]["parent"] not in firsts
+    assert len(set(firsts)) == len(firsts)
+    assert found["fresh"] == {"start": "spawn", "seen": None}  # another thread ran: fresh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -33,14 +34,46 @@ def check_workers(value: object, parameter: str = "workers") -> int | None:
 
 
 def check_start(start: object) -> str:
-    if start not in ("spawn", "fork"):
+    if start not in ("auto", "spawn", "fork"):
         raise ValueError(
-            f"start must be 'spawn' (fresh interpreters) or 'fork' (copies of this process), "
-            f"got {start!r}"
+            f"start must be 'auto' (fork when that is safe, else fresh interpreters), 'spawn' "
+            f"(fresh interpreters) or 'fork' (copies of this process), got {start!r}"
         )
     if start == "fork" and not hasattr(os, "fork"):
         raise ValueError(f"start='fork' needs os.fork, which {sys.platform} does not have")
     return str(start)
+
+
+def why_not_fork() -> str | None:
+    """Why forking this process now could harm the copy (None: nothing known to).
+
+    A fork copies only the thread that calls it: a lock another Python thread
+    holds stays held in the copy for ever (CPython warns about forking then).
+    macOS's system libraries are not safe to use after a fork, and neither is
+    an initialized CUDA context.
+    """
+    if not hasattr(os, "fork"):
+        return f"{sys.platform} has no fork"
+    if sys.platform != "linux":
+        return f"system libraries of {sys.platform} are not safe to use after a fork"
+    threads = _thread._count()
+    if threads:
+        return f"{threads} other Python thread(s) run in this process"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            if torch.cuda.is_initialized():
+                return "CUDA is initialized in this process"
+        except Exception:
+            pass
+    return None
+
+
+def resolve_start(start: str) -> str:
+    """What ``start="auto"`` means now: ``"fork"`` if nothing known makes it unsafe."""
+    if start != "auto":
+        return start
+    return "fork" if why_not_fork() is None else "spawn"
 
 
 def check_memory_action(action: object) -> str:

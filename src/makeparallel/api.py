@@ -51,7 +51,7 @@ _defaults_lock = threading.Lock()
 _default_pools: dict[str, Pool] = {}
 _default_workers: int | None = None
 _default_backend: BackendSpec = "auto"
-_default_start = "spawn"
+_default_start = "auto"
 
 
 def _check_backend(backend: object) -> None:
@@ -78,7 +78,7 @@ def default_pool(backend: BackendSpec | None = None) -> Pool:
                 workers=_default_workers,
                 backend=spec,
                 name=f"makeparallel-{key}",
-                start=_default_start if forks else "spawn",
+                start=_default_start if forks else "auto",
             )
             _default_pools[key] = pool
         return pool

@@ -75,10 +75,14 @@ class Pool(concurrent.futures.Executor):
     finds the queue full waits for room, at most ``pending_timeout`` seconds
     (None: as long as it takes, 0: not at all), then raises ``PoolFullError``.
 
-    ``start`` is how worker processes begin: ``"spawn"`` (the default) starts
-    each as a fresh interpreter; ``"fork"`` forks them, faster, from a copy of
-    this process taken when the pool is created, so they see its modules and
-    globals as they were then (POSIX only; docs/guide.md says when to choose it).
+    ``start`` is how worker processes begin. ``"auto"`` (the default) forks
+    them from a copy of this process taken as the pool is created - so they
+    have its modules and globals, and start in about a millisecond - when
+    that is safe: on Linux, with no other Python thread running (the case
+    in which CPython itself does not warn about fork) and no CUDA context;
+    otherwise each worker is a fresh interpreter. ``"fork"`` always forks,
+    ``"spawn"`` always starts fresh interpreters. ``pool.start`` says which
+    one the pool uses (docs/guide.md says what a forked worker inherits).
     """
 
     def __init__(
@@ -97,7 +101,7 @@ class Pool(concurrent.futures.Executor):
         memory_limit_action: str = "recycle",
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
-        start: str = "spawn",
+        start: str = "auto",
     ) -> None:
         count, least, setup = worker_setup(
             workers,
@@ -130,6 +134,8 @@ class Pool(concurrent.futures.Executor):
         reads_here = type(self._backend).read_here is not Backend.read_here
         self._reader = self._tasks.read_here if reads_here else None
         self.backend = self._backend.kind if not isinstance(backend, str) else resolve_kind(backend)
+        #: how worker processes start: "fork" or "spawn" ("auto" chose one); None without them
+        self.start = self._backend.setup.start if self._backend.kind == "process" else None
         # The engine's threads see the tasks through a weak reference, so a pool that
         # nobody holds any more (and that has no unfinished work) is freed at once,
         # and its workers and threads go with it, as a ProcessPoolExecutor's do.

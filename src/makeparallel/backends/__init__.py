@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import sys
+from dataclasses import replace
 
 from .base import NO_SETUP, Backend, WorkerSetup
 
@@ -32,7 +33,7 @@ def create_backend(
     pool_name: str,
     setup: WorkerSetup = NO_SETUP,
 ) -> Backend:
-    if setup.start != "spawn" and (
+    if setup.start == "fork" and (
         isinstance(spec, concurrent.futures.Executor) or resolve_kind(spec) != "process"
     ):
         raise ValueError(
@@ -58,9 +59,10 @@ def create_backend(
         )
     kind = resolve_kind(spec)
     if kind == "process":
+        from .._arguments import resolve_start
         from .process import ProcessBackend
 
-        return ProcessBackend(workers, pool_name, setup)
+        return ProcessBackend(workers, pool_name, replace(setup, start=resolve_start(setup.start)))
     if setup.memory_limit is not None and kind != "process":
         raise ValueError(
             "memory_limit is per worker process; threads share their process's memory, "

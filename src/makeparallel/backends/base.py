@@ -93,7 +93,7 @@ class WorkerSetup:
     idle_timeout: float | None = None  # retire a worker idle this long (not below min)
     memory_limit: int | None = None  # bytes of resident memory per worker process
     memory_kill: bool = False  # over the limit: kill at once (else recycle after the task)
-    start: str = "spawn"  # how process workers start: "spawn" (fresh interpreters) or "fork"
+    start: str = "auto"  # how process workers start: "auto", "spawn" (fresh) or "fork"
 
     def run_initializer(self) -> None:
         if self.initializer is not None:

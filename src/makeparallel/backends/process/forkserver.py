@@ -320,12 +320,28 @@ def _in_child(prepare: Callable[[], None], sock_fd: int, lifeline_fd: int) -> No
     code = 1
     try:
         prepare()
+        _reseed()
         from ..._worker.main import main
 
         main(sock_fd, lifeline_fd)
         code = 0
     finally:
         os._exit(code)
+
+
+def _reseed() -> None:
+    """Give this copy random numbers of its own.
+
+    A copy starts with its parent's generators: every worker would draw the
+    same numbers. ``random`` reseeds itself after a fork; NumPy's global
+    generator does not.
+    """
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        try:
+            numpy_random.seed()
+        except Exception:
+            pass
 
 
 def _serve(control_fd: int, first: list[int], lifeline_fd: int) -> NoReturn:
