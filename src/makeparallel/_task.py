@@ -60,6 +60,7 @@ class Task:
     attempt: int = 1
     # filled by the process engine
     fn_data: bytes | None = None
+    fn_key: int = 0  # the function's key: sent once to each worker, named by this later
     args_data: tuple[bytes | bytearray | memoryview, ...] | None = None  # a wire blob
     ctx_data: bytes | None = None
     worker: str | None = None

@@ -38,9 +38,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-_functions: dict[bytes, Callable[..., Any]] = {}
+# function key -> the function, or its bytes until a task needs it; least recently used
+# first, as the parent's copy of this list (see wire.KEPT_FUNCTIONS)
+_functions: dict[int, Any] = {}
 _IDLE_MS = 500  # a worker waiting this long for its next task is idle
-_FUNCTION_CACHE_SIZE = 256
 
 
 def main(sock_fd: int, lifeline_fd: int) -> None:
@@ -213,6 +214,8 @@ class _Inbox:
         frames, ended = self.reader.read(self.channel.sock)
         self.ended = self.ended or ended
         for message in frames:
+            if message[0] in (wire.TASK, wire.CHUNK):
+                _remember(message[2])
             if message[0] == wire.CANCEL:
                 self._skip(message[1])
             elif message[0] == wire.AUTHKEY:
@@ -271,12 +274,35 @@ def _serve(sock: _socket.socket, name: str) -> None:
         channel.send(reply)
 
 
+def _remember(body: bytearray) -> None:
+    """A task arrived: keep its function by its key, or mark the key as just used.
+
+    Done as frames arrive, in the order the parent sent them (a task skipped
+    later counts too), so that this list and the parent's copy drop the same
+    function when full.
+    """
+    fn_len, _, _, key = wire.TASK_HEAD.unpack_from(body, 0)
+    if not key:
+        return
+    if fn_len:
+        start = wire.TASK_HEAD.size
+        kept: Any = bytes(body[start : start + fn_len])  # unpickled when a task needs it
+        _functions.pop(key, None)
+    else:
+        kept = _functions.pop(key, None)
+        if kept is None:
+            return  # the parent named a function this worker does not have: that task fails
+    _functions[key] = kept
+    if len(_functions) > wire.KEPT_FUNCTIONS:
+        del _functions[next(iter(_functions))]
+
+
 def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[wire.Buffer]:
     try:
-        fn_len, ctx_len, attempt = wire.TASK_HEAD.unpack_from(body, 0)
+        fn_len, ctx_len, attempt, fn_key = wire.TASK_HEAD.unpack_from(body, 0)
         view = memoryview(body)
         start = wire.TASK_HEAD.size
-        fn = _load_function(view[start : start + fn_len])
+        fn = _load_function(fn_key, view[start : start + fn_len])
         name, metadata = serialize.loads(view[start + fn_len : start + fn_len + ctx_len])
         payload = serialize.loads(*wire.unblob(view[start + fn_len + ctx_len :]))
     except BaseException as exc:
@@ -294,18 +320,20 @@ def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[wi
         task_api.leave(context, token)  # the last progress value goes out before the result
 
 
-def _load_function(data: memoryview) -> Callable[..., Any]:
-    key = bytes(data)
-    fn = _functions.get(key)
-    if fn is None:
-        fn = serialize.loads(key)
-        # A decorated function travels by reference to its wrapper; run the plain one.
-        if getattr(type(fn), "_makeparallel_wrapper", False):
-            fn = fn.__wrapped__
-        if len(_functions) >= _FUNCTION_CACHE_SIZE:
-            _functions.clear()
-        _functions[key] = fn
-    return fn
+def _load_function(key: int, data: memoryview) -> Callable[..., Any]:
+    if not key:
+        return _plain(serialize.loads(data))
+    fn = _functions[key]
+    if type(fn) is bytes:
+        fn = _functions[key] = _plain(serialize.loads(fn))
+    return fn  # type: ignore[no-any-return]
+
+
+def _plain(fn: Any) -> Callable[..., Any]:
+    # A decorated function travels by reference to its wrapper; run the plain one.
+    if getattr(type(fn), "_makeparallel_wrapper", False):
+        return fn.__wrapped__  # type: ignore[no-any-return]
+    return fn  # type: ignore[no-any-return]
 
 
 def _run_call(

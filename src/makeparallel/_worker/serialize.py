@@ -97,6 +97,12 @@ def dumps_function(fn: object) -> tuple[bytes, bool]:
     return data, plain and isinstance(fn, _REFERENCED_KINDS)
 
 
+def dumps_reference(obj: object) -> bytes:
+    """Plain pickle, even of what ``__main__`` defines: for a copy forked from this process,
+    whose ``__main__`` has it."""
+    return pickle.dumps(obj, PROTOCOL)
+
+
 def loads(data: bytes | bytearray | memoryview, buffers: Any = ()) -> Any:
     return pickle.loads(data, buffers=buffers)
 

@@ -21,10 +21,14 @@ if TYPE_CHECKING:
     from select import poll
 
 HEADER = struct.Struct("!QBQ")
-# a task body starts with (function bytes length, context bytes length, attempt)
-TASK_HEAD = struct.Struct("!III")
+# a task body starts with (function bytes length, context bytes length, attempt, function
+# key): a function with a key is sent to a worker once, later tasks name it by the key only
+TASK_HEAD = struct.Struct("!IIIQ")
 # a task frame's header and the start of its body, packed in one go
-TASK_FRAME_HEAD = struct.Struct("!QBQIII")
+TASK_FRAME_HEAD = struct.Struct("!QBQIIIQ")
+# functions a worker keeps by key, the least recently used dropped first; the parent
+# keeps the same list for each worker, so both drop the same one
+KEPT_FUNCTIONS = 256
 
 # parent -> worker
 CONFIG = ord("C")
@@ -109,11 +113,17 @@ def drain_pipe(fd: int) -> None:
 
 
 def task_frame(
-    kind: int, task_id: int, attempt: int, fn_data: bytes, ctx_data: bytes, args: Sequence[Buffer]
+    kind: int,
+    task_id: int,
+    attempt: int,
+    fn_key: int,
+    fn_data: bytes,
+    ctx_data: bytes,
+    args: Sequence[Buffer],
 ) -> tuple[Buffer, ...]:
-    """The buffers of one TASK or CHUNK frame."""
+    """The buffers of one TASK or CHUNK frame (``fn_data`` empty: the worker has it)."""
     size = TASK_HEAD.size + len(fn_data) + len(ctx_data) + sum(map(len, args))
-    head = TASK_FRAME_HEAD.pack(size, kind, task_id, len(fn_data), len(ctx_data), attempt)
+    head = TASK_FRAME_HEAD.pack(size, kind, task_id, len(fn_data), len(ctx_data), attempt, fn_key)
     return (head, fn_data, ctx_data, *args)
 
 

@@ -12,26 +12,49 @@ unpickled, ``SystemExit`` included, becomes the task's ``SerializationError``.
 from __future__ import annotations
 
 import functools
+import itertools
+import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+from ..._memory import describe as describe_size
 from ..._task import Task, from_remote, unpicklable_arguments, unpicklable_function
 from ..._worker import serialize, wire
 from ...errors import SerializationError
 
+logger = logging.getLogger("makeparallel")
+
 CACHE_SIZE = 256  # pickled functions kept for reuse
+LARGE_FUNCTION = 1 << 20  # bytes: a function pickled this large is worth a warning
 ANSWERS = frozenset({wire.RESULT, wire.ERROR, wire.CHUNK_RESULT})  # the frames that end a task
 
 
 class Encoder:
-    """Pickles what a task needs in a worker; keeps functions that travel by reference."""
+    """Pickles what a task needs in a worker, and keeps each function's bytes under a key.
+
+    A function is pickled once and sent to each worker once (``frames``); later
+    tasks name it by its key. One defined in a module travels by reference;
+    one defined in ``__main__`` by value, with the globals it uses as they
+    were when it was first sent - unless this process's ``__main__`` was
+    copied into the workers (``main_copy``, with ``start="fork"``) while it
+    already had that very function: then by reference too.
+    """
 
     def __init__(self) -> None:
-        self._functions: dict[int, tuple[Callable[..., Any], bytes]] = {}
+        # by id: (the function, weakly - the cache keeps nothing alive -, bytes, key)
+        self._functions: dict[int, tuple[weakref.ref[Any], bytes, int]] = {}
+        self._references: dict[bytes, int] = {}  # keys of functions given as bytes already
+        self._keys = itertools.count(1)
+        #: what the forked workers' ``__main__`` has (name -> object); emptied if they
+        #: may no longer be forked copies
+        self.main_copy: dict[str, object] = {}
 
     def prepare(self, task: Task) -> None:
         if task.fn_data is None:
-            task.fn_data = self._function_bytes(task)
+            task.fn_data, task.fn_key = self._function_bytes(task)
+        elif not task.fn_key:
+            task.fn_key = self._key_of(task.fn_data)
         try:
             if task.items is not None:
                 payload: object = (task.star, task.items)
@@ -56,33 +79,79 @@ class Encoder:
                 **task.context(),
             ) from problem
 
-    def _function_bytes(self, task: Task) -> bytes:
-        """The pickled function; kept per function when it travels by reference."""
-        key = id(task.fn)
-        known = self._functions.get(key)
-        if known is not None and known[0] is task.fn:
-            return known[1]
+    def _function_bytes(self, task: Task) -> tuple[bytes, int]:
+        """The pickled function and its key, kept per function while it lives."""
+        fn = task.fn
+        by_name = self._in_main_copy(fn)
+        known = self._functions.get(id(fn))
+        if known is not None and known[0]() is fn and (known[1] is _BY_NAME) == by_name:
+            data = serialize.dumps_reference(fn) if by_name else known[1]
+            return data, known[2]
         try:
-            data, by_reference = serialize.dumps_function(task.fn)
+            if by_name:
+                data = serialize.dumps_reference(fn)
+            else:
+                data, _ = serialize.dumps_function(fn)
         except Exception as problem:
             raise unpicklable_function(task, problem) from problem
-        if by_reference:  # by value (closures, __main__) it must be pickled afresh each time
-            if len(self._functions) >= CACHE_SIZE:
-                self._functions.clear()
-            self._functions[key] = (task.fn, data)  # holding fn keeps its id unique
-        return data
+        if len(data) > LARGE_FUNCTION:
+            logger.warning(
+                "%s pickles to %s: it travels by value, with the globals it uses, and is "
+                "sent once to each worker. Defined in a module, it would travel by name",
+                task.function_name(),
+                describe_size(len(data)),
+            )
+        try:
+            held = weakref.ref(fn)
+        except TypeError:
+            return data, 0  # (a builtin: pickled by name, a few bytes each time)
+        if len(self._functions) >= CACHE_SIZE:
+            self._functions.clear()
+        key = next(self._keys)
+        self._functions[id(fn)] = (held, _BY_NAME if by_name else data, key)
+        return data, key
+
+    def _in_main_copy(self, fn: Callable[..., Any]) -> bool:
+        name = getattr(fn, "__qualname__", None)
+        return (
+            getattr(fn, "__module__", None) == "__main__"
+            and name is not None
+            and self.main_copy.get(name) is fn
+        )
+
+    def _key_of(self, data: bytes) -> int:
+        """The key of a function given already pickled (a ``@parallel`` wrapper's reference)."""
+        key = self._references.get(data)
+        if key is None:
+            if len(self._references) >= CACHE_SIZE:
+                self._references.clear()
+            key = self._references[data] = next(self._keys)
+        return key
 
 
-def frames(tasks: list[Task]) -> list[wire.Buffer]:
-    """The buffers of one write carrying ``tasks``, prepared already."""
+_BY_NAME = b""  # kept in place of the bytes of a function sent by name to forked workers
+
+
+def frames(tasks: list[Task], known: dict[int, None]) -> list[wire.Buffer]:
+    """The buffers of one write carrying ``tasks`` (prepared already) to a worker that
+    has the functions whose keys are in ``known``, which this updates as the worker will."""
     buffers: list[wire.Buffer] = []
     for task in tasks:
         assert task.fn_data is not None
         assert task.args_data is not None
         assert task.ctx_data is not None
         kind = wire.TASK if task.items is None else wire.CHUNK
+        key = task.fn_key
+        fn_data = task.fn_data
+        if key:
+            if key in known:
+                del known[key]  # used again: the most recent now
+                fn_data = b""  # the worker has it
+            elif len(known) >= wire.KEPT_FUNCTIONS:
+                del known[next(iter(known))]  # the worker drops the same one
+            known[key] = None
         buffers += wire.task_frame(
-            kind, task.id, task.attempt, task.fn_data, task.ctx_data, task.args_data
+            kind, task.id, task.attempt, key, fn_data, task.ctx_data, task.args_data
         )
     return buffers
 

@@ -68,7 +68,11 @@ class ProcessBackend(Backend):
         least = setup.min_workers if setup.min_workers is not None else self.workers
         # start="fork": the first worker and the fork server are forked here, before
         # this pool has a thread of its own.
+        if setup.start == "fork":
+            # what the forked workers' __main__ will have: its functions go by name
+            self._encoder.main_copy.update(_main_names())
         launcher = Launcher(self.pool_name, initializer, setup.start, least)
+        launcher.main_copy = self._encoder.main_copy
         memory = MemoryGuard(setup.memory_limit, setup.memory_kill, launcher.shares_pages)
         self._reactor = Reactor(self.pool_name, launcher)
         self._ex = Exchange(sink, setup, self.workers, memory, self._reactor)
@@ -142,3 +146,17 @@ class ProcessBackend(Backend):
 
     def workers_info(self) -> list[dict[str, Any]]:
         return self._ex.describe_workers()
+
+
+def _main_names() -> dict[str, object]:
+    """The functions and classes ``__main__`` has now, by name."""
+    main = sys.modules.get("__main__")
+    return (
+        {
+            name: value
+            for name, value in vars(main).items()
+            if callable(value) and getattr(value, "__module__", None) == "__main__"
+        }
+        if main is not None
+        else {}
+    )

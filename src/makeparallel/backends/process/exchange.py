@@ -139,7 +139,7 @@ class Exchange:
         worker.sent += len(tasks)
         for task in tasks:
             task.assign(worker.label)
-        if not self._write_locked(worker, codec.frames(tasks)):
+        if not self._write_locked(worker, codec.frames(tasks, worker.functions)):
             # Its socket is broken: the worker has died. These tasks never reached it.
             for task in tasks:
                 worker.inflight.remove(task)

@@ -90,6 +90,8 @@ class Launcher:
         self.server: ForkServer | None = None
         self.forking: list[tuple[int, socket.socket]] = []  # first workers on their way
         self.first: Started | None = None
+        #: what forked workers' ``__main__`` has, by name (emptied once workers may be fresh)
+        self.main_copy: dict[str, object] = {}
         if start == "fork":
             self.first = self._fork_now(count)
 
@@ -170,6 +172,7 @@ class Launcher:
         )
         server.close()
         self._drop_forking()
+        self.main_copy.clear()  # fresh workers have none of it: functions go by value again
 
     def _drop_forking(self) -> None:
         for _, sock in self.forking:

@@ -75,6 +75,7 @@ class Worker:
     __slots__ = (
         "boot_error",
         "booted",
+        "functions",
         "head_since",
         "idle_since",
         "index",
@@ -102,6 +103,7 @@ class Worker:
         self.boot_error = ""  # what it said when it failed to start
         self.inflight: deque[Task] = deque()  # sent, not answered; the first one runs
         self.outbox: list[wire.Buffer] = []  # what a partial write left to send
+        self.functions: dict[int, None] = {}  # keys of the functions it has, as it orders them
         self.reader = wire.FrameReader()
         self.reading = False  # the I/O thread is reading its socket right now
         self.sent = 0  # tasks sent over its life (max_tasks_per_worker)
