@@ -619,6 +619,45 @@ def test_ctrl_c_while_a_caller_reads_its_answer_loses_no_task(tmp_path: Path) ->
     assert all(outcome in (1, "TaskError") for outcome in outcomes[::2]), outcomes
 
 
+def test_ctrl_c_while_a_caller_waits_for_its_answer_leaves_the_task_running(
+    tmp_path: Path,
+) -> None:
+    # Interrupting a wait is not cancelling the task: as with any Future, the task goes
+    # on and a later result() gets its value (the signal lands before any answer exists).
+    script = tmp_path / "waiting.py"
+    write_program(
+        script,
+        f"""
+        import json, os, signal, sys, threading, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import makeparallel as mp
+        from processes import workers_in
+        from test_robustness import block_then_return
+
+        GATE = {str(tmp_path / "go")!r}
+
+        if __name__ == "__main__":
+            with mp.Pool(workers=1, backend="process") as pool:
+                running = pool.submit(block_then_return, GATE, 5)
+
+                def interrupt():
+                    while workers_in(pool, "claimed") != 1:
+                        time.sleep(0.001)
+                    os.kill(os.getpid(), signal.SIGINT)
+
+                threading.Thread(target=interrupt).start()
+                try:
+                    running.result(timeout=30)
+                except KeyboardInterrupt:
+                    pass
+                still_running = running.running()
+                open(GATE, "w").close()
+                print(json.dumps([still_running, running.result(timeout=30)]))
+        """,
+    )
+    assert json.loads(run_program(script).stdout) == [True, 5]
+
+
 def test_a_caller_reading_its_answer_sees_a_crash_and_the_pool_goes_on() -> None:
     with mp.Pool(workers=1, backend="process") as pool:
         for _ in range(3):

@@ -19,10 +19,12 @@ worker meanwhile - it dies, the task times out or is cancelled (the worker
 moves to STOPPING) - the caller lets go, and the I/O thread, which sees the
 socket and pidfd again, handles it as always.
 
-The answer is reported before it is taken off the worker, so an
-interruption (Ctrl-C) in between loses nothing: on any exception while it
-reads, the caller asks the I/O thread to stop the worker, and the task ends
-with a ``TaskError`` unless it had been reported already.
+An interruption (Ctrl-C) while the caller waits for bytes costs nothing: the
+caller lets go and the task goes on, as with any other wait. Only one that
+lands between reading bytes off the socket and reporting what they said may
+have lost part of the stream; then the caller asks the I/O thread to stop
+the worker, and the task ends with a ``TaskError`` unless it had been
+reported already (the answer is reported before it is taken off the worker).
 """
 
 from __future__ import annotations
@@ -57,9 +59,6 @@ def read_here(ex: Exchange, poller: Poller, task: Task, deadline: float | None) 
         return
     try:
         _read_until_done(ex, worker, task, deadline)
-    except BaseException:
-        _interrupted(ex, worker, task)
-        raise
     finally:
         _release(ex, poller, worker)
 
@@ -104,10 +103,13 @@ def _read_until_done(ex: Exchange, worker: Worker, task: Task, deadline: float |
             continue
         try:
             frames, ended = worker.reader.read(worker.sock)
+            for kind, task_id, body in frames:
+                _on_frame(ex, worker, kind, task_id, body)
         except OSError:
             return  # its socket is gone: the worker is going or gone
-        for kind, task_id, body in frames:
-            _on_frame(ex, worker, kind, task_id, body)
+        except BaseException:
+            _interrupted(ex, worker, task)  # part of the stream may be lost
+            raise
         if ended:
             return
 
