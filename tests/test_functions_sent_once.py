@@ -115,3 +115,27 @@ def test_a_main_function_sees_its_globals_as_when_first_sent(tmp_path: Path, sta
     )
     first, later = json.loads(run_program(script, args=(start,)).stdout)
     assert first == later == "as the program began"
+
+
+def test_every_worker_imports_a_tasks_module_when_the_first_task_comes(tmp_path: Path) -> None:
+    def imported_it(gate: str) -> tuple[int, bool]:  # (local: it travels by value)
+        import os
+        import sys
+        import time
+
+        while not os.path.exists(gate):
+            time.sleep(0.005)
+        return os.getpid(), "preloaded_module" in sys.modules
+
+    from preloaded_module import square
+
+    gate = str(tmp_path / "gate")
+    with mp.Pool(workers=2, backend="process", start="spawn") as pool:
+        wait_until(lambda: len(pool.workers_info()) == 2, what="two workers")
+        assert pool.submit(square, 3).result(timeout=DEADLINE) == 9  # one worker ran it ...
+        both = [pool.submit(imported_it, gate) for _ in range(2)]
+        wait_until(lambda: all(h.running() for h in both), what="a task on each worker")
+        Path(gate).touch()
+        answers = [h.result(timeout=DEADLINE) for h in both]
+    assert len({pid for pid, _ in answers}) == 2
+    assert all(had for _, had in answers)  # ... and both had imported its module

@@ -65,6 +65,8 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
         if config["initializer"] is not None:
             initializer, initargs = serialize.loads(config["initializer"])
             initializer(*initargs)
+        for module in config["preload"]:
+            preload(module)
         wire.send_all(sock, wire.frame(wire.READY, os.getpid(), ()))
     except BaseException:
         import traceback
@@ -267,11 +269,22 @@ def _serve(sock: _socket.socket, name: str) -> None:
         kind, task_id, body = message
         if kind in (wire.TASK, wire.CHUNK):
             reply = _run(channel, kind, task_id, body)
+        elif kind == wire.PRELOAD:
+            preload(body.decode())
+            continue
         elif kind == wire.EXIT:
             os._exit(0)
         else:
             continue
         channel.send(reply)
+
+
+def preload(module: str) -> None:
+    """Import a module tasks will need, before they come (a failure shows in the task)."""
+    try:
+        __import__(module)
+    except BaseException:
+        pass
 
 
 def _remember(body: bytearray) -> None:

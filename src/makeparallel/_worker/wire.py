@@ -37,6 +37,7 @@ CHUNK = ord("M")
 EXIT = ord("X")
 CANCEL = ord("K")  # skip this task if it has not started (it waits behind another)
 AUTHKEY = ord("A")  # the parent's multiprocessing authkey, for its Manager's objects
+PRELOAD = ord("L")  # import this module now: tasks of its functions are coming
 # worker -> parent
 READY = ord("R")
 BOOT_FAILED = ord("B")

@@ -51,6 +51,7 @@ class ProcessBackend(Backend):
         super().__init__(workers, pool_name, setup)
         self._encoder = Encoder()
         self._authkey = parent_authkey()  # what the workers were told
+        self._modules: dict[str, None] = {}  # modules tasks' functions came from so far
         self._started = False
 
     def start(self, sink: Sink) -> None:
@@ -73,6 +74,7 @@ class ProcessBackend(Backend):
             self._encoder.main_copy.update(_main_names())
         launcher = Launcher(self.pool_name, initializer, setup.start, least)
         launcher.main_copy = self._encoder.main_copy
+        launcher.preload = self._modules
         memory = MemoryGuard(setup.memory_limit, setup.memory_kill, launcher.shares_pages)
         self._reactor = Reactor(self.pool_name, launcher)
         self._ex = Exchange(sink, setup, self.workers, memory, self._reactor)
@@ -85,6 +87,13 @@ class ProcessBackend(Backend):
 
     def prepare(self, task: Task) -> None:
         self._encoder.prepare(task)
+        module = _imported_from(task.fn)
+        if module is not None and module not in self._modules:
+            # The first task of this module's functions: while its worker imports the
+            # module, the other workers import it too, and new workers as they start.
+            self._modules[module] = None
+            if self._started:
+                self._ex.broadcast(wire.frame(wire.PRELOAD, 0, (module.encode(),)))
         if self._authkey is None and "multiprocessing.process" in sys.modules:
             # multiprocessing was loaded since the workers started: they get its key
             # before this task, which may carry an object its Manager serves
@@ -160,3 +169,12 @@ def _main_names() -> dict[str, object]:
         if main is not None
         else {}
     )
+
+
+def _imported_from(fn: object) -> str | None:
+    """The module a worker imports to find ``fn`` (None: it travels by value)."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", "<")
+    if not isinstance(module, str) or module == "__main__" or "<" in qualname:
+        return None  # a lambda or a local function is sent whole, with its globals
+    return module

@@ -92,6 +92,8 @@ class Launcher:
         self.first: Started | None = None
         #: what forked workers' ``__main__`` has, by name (emptied once workers may be fresh)
         self.main_copy: dict[str, object] = {}
+        #: modules tasks' functions come from: a new worker imports them as it starts
+        self.preload: dict[str, None] = {}
         if start == "fork":
             self.first = self._fork_now(count)
 
@@ -215,6 +217,7 @@ class Launcher:
             "initializer": self._initializer,
             "ignore_sigterm": _settings.workers_ignore_sigterm,
             "authkey": parent_authkey(),
+            "preload": list(self.preload),
         }
         wire.send_all(parent_sock, wire.frame(wire.CONFIG, 0, (serialize.dumps(config),)))
         return index, parent_sock, child_sock
