@@ -10,7 +10,9 @@ every peer), per-task overhead / round trip / cold start (``overhead.py``),
 a map over many tiny items (``tiny_items.py``), a lazy map over a 10-million
 item generator (``streaming.py``), large arguments (``data_transfer.py``),
 compiling the standard library (``real_workload.py``), I/O-bound sleeps on
-threads (``io_bound.py``) and scaling over worker counts (``scaling.py``).
+threads (``io_bound.py``), scaling over worker counts (``scaling.py``) and
+whole programs, each in a fresh interpreter timed from start to exit
+(``whole_program.py``).
 Each script also runs alone, with the same options.
 
 A run writes ``benchmarks/results/suite.json`` (or ``--out``), prints the
@@ -38,6 +40,7 @@ import run as cpu_comparison
 import scaling
 import streaming
 import tiny_items
+import whole_program
 from machine import CpuMeter, wait_for_idle
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +56,7 @@ BENCHMARKS: dict[str, report.Run | None] = {
     real_workload.NAME: real_workload.run,
     io_bound.NAME: io_bound.run,
     scaling.NAME: scaling.run,
+    whole_program.NAME: whole_program.run,
 }
 
 

@@ -23,6 +23,8 @@ DOCS = BENCHMARKS.parent / "docs"
 
 # Each suite script, its tables, and the contenders each table must list.
 SUBMITTING = {"ppe", "mp_pool", "pebble", "loky", "makeparallel"}
+WHOLE_PROGRAM_POOLS = {"makeparallel", "makeparallel_fork", "ppe_fork", "ppe_spawn"}
+WHOLE_PROGRAM_MAPS = WHOLE_PROGRAM_POOLS | {"serial", "ppe_forkserver", "mp_pool", "joblib"}
 EXPECTED_ROWS = {
     "overhead": {
         "per_task": SUBMITTING,
@@ -61,6 +63,19 @@ EXPECTED_ROWS = {
     "scaling": {
         "speedup": {"serial"}
         | {f"{library}_{n}" for library in ("ppe", "makeparallel") for n in (1, 2, 4)}
+    },
+    "whole_program": {
+        "compile_stdlib": WHOLE_PROGRAM_MAPS,
+        "ppe_chunksize": {
+            f"ppe_{method}_{chunksize}"
+            for method in ("fork", "forkserver", "spawn")
+            for chunksize in (1, 4, 16, 64)
+        },
+        "short_script": WHOLE_PROGRAM_MAPS,
+        "first_batch": WHOLE_PROGRAM_POOLS,
+        "parent_import": {"makeparallel", "ppe", "mp_pool", "joblib", "floor"},
+        "global_submits": WHOLE_PROGRAM_POOLS,
+        "global_map": WHOLE_PROGRAM_POOLS,
     },
 }
 
