@@ -469,3 +469,25 @@ def test_pool_map_timeout(thread_pool: mp.Pool) -> None:
         release.set()
     # the pool keeps working once the blocked tasks are released
     assert list(thread_pool.map(square, range(4), timeout=DEADLINE)) == [0, 1, 4, 9]
+
+
+@pytest.mark.parametrize(("length", "workers"), [(1790, 2), (10, 2), (200, 3), (1_000_000, 8)])
+def test_chunks_of_a_known_length_shrink_towards_the_end(length: int, workers: int) -> None:
+    # Items of uneven cost end together only if the last chunks are small; the first
+    # ones stay large, so tiny items still travel in few chunks.
+    from makeparallel._mapping import _ChunkSizer
+
+    sizer = _ChunkSizer(None, length, workers)
+    sizes = []
+    left = length
+    while left:
+        size = min(left, sizer.next_size())
+        sizer.took(size)
+        sizes.append(size)
+        left -= size
+    assert sum(sizes) == length
+    assert sizes == sorted(sizes, reverse=True)
+    if length >= workers * 32:
+        assert sizes[-2] * 2 <= sizes[0]
+    assert sizes[-2] >= length // (workers * 32)
+    assert len(sizes) <= length // 10_000 + 20 * workers

@@ -7,8 +7,9 @@
 Input is pulled only when a chunk slot frees up, so an endless generator
 works and memory stays bounded. Items are grouped into chunks so that tiny
 functions are not drowned by the cost of one round trip per item: with a
-known length, about four chunks per worker; with an unknown length, chunk
-sizes adapt until one chunk takes about ``_TARGET_CHUNK_SECONDS``.
+known length, chunks that shrink towards the end (see _ChunkSizer); with an
+unknown length, chunk sizes adapt until one chunk takes about
+``_TARGET_CHUNK_SECONDS``.
 
 When a chunk fails as a whole (its worker died, its items could not be
 pickled), its items are retried one by one, so exactly the item at fault
@@ -44,6 +45,10 @@ ON_ERROR_CHOICES = ("raise", "skip", "return")
 _TARGET_CHUNK_SECONDS = 0.02
 _MAX_CHUNK = 10_000
 _CHUNKS_PER_WORKER = 4
+# With a known length, each chunk takes this share of what is left per worker, so
+# chunks shrink towards the end of the map (no worker is left with a long last chunk
+# while the others idle), down to this share of the whole per worker.
+_SMALLEST_SHARE = 32
 # Run the rest of a map inline when an item runs faster than this many times
 # its pickling (see _runs_inline).
 _INLINE_RATIO = 4.0
@@ -115,23 +120,56 @@ def check_chunksize(chunksize: object) -> None:
 
 
 class _ChunkSizer:
+    """How many items go in the next chunk.
+
+    A fixed ``chunksize`` is kept. With a known length, the first chunks hold a
+    quarter of each worker's share and later ones a quarter of what is left
+    per worker (guided scheduling): items of uneven cost - compiling files of
+    very different sizes - then end together, where equal chunks leave one
+    worker finishing a long last chunk alone. With an unknown length, chunks
+    grow until one takes about ``_TARGET_CHUNK_SECONDS``.
+    """
+
     def __init__(self, fixed: int | None, length: int | None, workers: int) -> None:
         self.automatic = fixed is None
         self.adaptive = fixed is None and length is None
+        self.workers = max(1, workers)
+        self.left: int | None = None  # items not yet in a chunk (guided sizes)
+        self.smallest = 1
         if fixed is not None:
             self.size = fixed
         elif length is not None:
-            per_worker = math.ceil(length / (max(1, workers) * _CHUNKS_PER_WORKER))
-            self.size = max(1, min(_MAX_CHUNK, per_worker))
+            self.size = max(1, min(_MAX_CHUNK, self._share(length, _CHUNKS_PER_WORKER)))
+            self.left = length
+            self.smallest = max(1, min(self.size, self._share(length, _SMALLEST_SHARE)))
         else:
             self.size = 1
 
+    def _share(self, items: int, parts: int) -> int:
+        return math.ceil(items / (self.workers * parts))
+
+    def next_size(self) -> int:
+        if self.left is None:
+            return self.size
+        guided = min(self.size, self._share(self.left, _CHUNKS_PER_WORKER))
+        return max(self.smallest, guided)
+
+    def took(self, items: int) -> None:
+        if self.left is not None:
+            self.left = max(0, self.left - items)
+
     def observe(self, items: int, seconds: float | None) -> None:
-        if not self.adaptive or seconds is None or items < self.size:
+        """A chunk of ``items`` ran in ``seconds`` (None: not measured)."""
+        if not self.automatic or seconds is None or items == 0:
             return
         per_item = seconds / items
         wanted = _MAX_CHUNK if per_item <= 0 else int(_TARGET_CHUNK_SECONDS / per_item)
-        self.size = max(1, min(_MAX_CHUNK, wanted, self.size * 4))
+        if self.left is not None:
+            # No chunk need be shorter than that: smaller ones would add round trips
+            # (tiny items keep large chunks to the end)
+            self.smallest = max(self.smallest, min(self.size, wanted))
+        elif items >= self.size:
+            self.size = max(1, min(_MAX_CHUNK, wanted, self.size * 4))
 
 
 class _Items(chain[Any]):
@@ -314,7 +352,7 @@ def _results(
         nonlocal next_index, exhausted, measuring
         while not exhausted and not here and (window is None or len(in_flight) < window):
             # Until a chunk has measured the items, chunks are small (a few of them).
-            size = sizer.size
+            size = sizer.next_size()
             if not decided and measuring > 0:
                 size = min(size, _MIN_MEASURED_ITEMS)
                 measuring -= 1
@@ -322,6 +360,7 @@ def _results(
             if not batch:
                 exhausted = True
                 return
+            sizer.took(len(batch))
             in_flight.append(submit(next_index, batch, single=len(batch) == 1))
             next_index += len(batch)
 
@@ -352,9 +391,10 @@ def _results(
         nonlocal next_index
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError("map did not finish within its timeout")
-        batch = items(sizer.size)
+        batch = items(sizer.next_size())
         if not batch:
             return None
+        sizer.took(len(batch))
         values, errors = pool.run_chunk_here(fn, batch, next_index, star)
         next_index += len(batch)
         return values, errors
