@@ -122,10 +122,11 @@ def test_doctor_checks_the_bytecode_of_every_module_a_worker_imports() -> None:
     assert sorted(imported) == sorted(WORKER_MODULES)
 
 
-def test_a_running_worker_has_imported_only_the_worker_package() -> None:
-    # (a lambda travels by value: unpickling it imports no module of the tests)
+def test_a_fresh_worker_has_imported_only_the_worker_package() -> None:
+    # (a lambda travels by value: unpickling it imports no module of the tests; a forked
+    # worker has what the parent had, so the pool starts fresh interpreters)
     loaded = lambda: sorted(m for m in __import__("sys").modules if m.startswith("makeparallel"))  # noqa: E731
-    with mp.Pool(workers=1, backend="process") as pool:
+    with mp.Pool(workers=1, backend="process", start="spawn") as pool:
         assert pool.submit(loaded).result(timeout=30) == sorted(WORKER_MODULES)
 
 
