@@ -8,10 +8,10 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._checks import check_timeout
 from ._memory import parse_size
 from ._sizing import usable_cpus
 from .backends.base import WorkerSetup
-from .policies import check_timeout
 
 
 def check_workers(value: object, parameter: str = "workers") -> int | None:

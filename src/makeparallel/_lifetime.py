@@ -23,7 +23,6 @@ import sys
 import time
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -49,14 +48,45 @@ generation = 0
 exiting = False
 
 
-@dataclass(frozen=True)
 class ShutdownSummary:
-    """What ``shutdown()`` did to the tasks that had not ended when it was called."""
+    """What ``shutdown()`` did to the tasks that had not ended when it was called.
 
-    finished: int = 0  # ran to an end of their own (result, error or timeout)
-    cancelled: int = 0  # never started, or were cancelled
-    stopped: int = 0  # still running at the deadline, so stopped
-    still_running: int = 0  # shutdown(wait=False): left to finish in the background
+    ``finished``: ran to an end of their own (result, error or timeout);
+    ``cancelled``: never started, or were cancelled; ``stopped``: still running
+    at the deadline, so stopped; ``still_running``: ``shutdown(wait=False)``
+    left them to finish in the background. Immutable; equal when the counts are.
+    """
+
+    __slots__ = _COUNTS = ("finished", "cancelled", "stopped", "still_running")
+    finished: int
+    cancelled: int
+    stopped: int
+    still_running: int
+
+    def __init__(
+        self, finished: int = 0, cancelled: int = 0, stopped: int = 0, still_running: int = 0
+    ) -> None:
+        counts = (finished, cancelled, stopped, still_running)
+        for name, value in zip(self._COUNTS, counts, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ShutdownSummary is immutable: cannot set {name!r}")
+
+    def _counts(self) -> tuple[int, int, int, int]:
+        return (self.finished, self.cancelled, self.stopped, self.still_running)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ShutdownSummary):
+            return NotImplemented
+        return self._counts() == other._counts()
+
+    def __hash__(self) -> int:
+        return hash(self._counts())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={v}" for n, v in zip(self._COUNTS, self._counts(), strict=True))
+        return f"ShutdownSummary({fields})"
 
     @classmethod
     def of(cls, tasks: Iterable[Task], stopped: Iterable[Task]) -> ShutdownSummary:

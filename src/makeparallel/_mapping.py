@@ -29,7 +29,6 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from itertools import chain, islice, repeat
 from typing import Any, Literal, Protocol, TypeVar, cast
 
@@ -88,14 +87,18 @@ class ChunkPool(Protocol):
         """Run one chunk in this thread: its values and ``{offset: error}``."""
 
 
-@dataclass
 class _Chunk:
-    handle: Handle[ChunkValue]
-    first_index: int
-    items: list[Any]
-    single: bool  # a retry of one item: its failure is that item's outcome
-    pickle_seconds: float | None = None  # what pickling its items costs (first chunks only)
-    here: bool = False  # taken back before it started, to run in the caller's thread
+    __slots__ = ("first_index", "handle", "here", "items", "pickle_seconds", "single")
+
+    def __init__(
+        self, handle: Handle[ChunkValue], first_index: int, items: list[Any], single: bool
+    ) -> None:
+        self.handle = handle
+        self.first_index = first_index
+        self.items = items
+        self.single = single  # a retry of one item: its failure is that item's outcome
+        self.pickle_seconds: float | None = None  # what pickling its items costs (first chunks)
+        self.here = False  # taken back before it started, to run in the caller's thread
 
 
 def check_on_error(on_error: str) -> None:

@@ -9,11 +9,9 @@ task id and name, function, worker, attempt, a short repr of the arguments.
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._worker import serialize
@@ -39,40 +37,79 @@ def unwrap_parallel(fn: Callable[..., Any]) -> tuple[Callable[..., Any], bytes |
     return fn, None
 
 
-@dataclass(eq=False)
 class Task:
     """One unit of work.
 
     ``items`` is set for a map chunk: ``fn(item)`` runs once per item (``fn(*item)``
-    when ``star``), and the task's value is a ``ChunkValue``.
+    when ``star``), and the task's value is a ``ChunkValue``. (A plain class: one
+    is made per submit, and a dataclass would make ``import makeparallel`` import
+    ``inspect``.)
     """
 
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    handle: Handle[Any]
-    items: list[Any] | None = None
-    star: bool = False
-    first_index: int = 0
-    timeout: float | None = None
-    retry: Retry | None = None
-    breaker: CircuitBreaker | None = None
-    attempt: int = 1
-    # filled by the process engine
-    fn_data: bytes | None = None
-    fn_key: int = 0  # the function's key: sent once to each worker, named by this later
-    args_data: tuple[bytes | bytearray | memoryview, ...] | None = None  # a wire blob
-    ctx_data: bytes | None = None
-    worker: str | None = None
-    # set when the task was stopped on purpose (timeout, cancel, shutdown):
-    # the error to report instead of "the worker crashed"
-    stop_error: BaseException | None = field(default=None, repr=False)
-    deadline_entry: TimerEntry | None = field(default=None, repr=False)
-    _cancel_event: threading.Event | None = field(default=None, repr=False)
-    id: int = field(init=False)  # the handle's task id, read on every hop
+    __slots__ = (
+        "_cancel_event",
+        "args",
+        "args_data",
+        "attempt",
+        "breaker",
+        "ctx_data",
+        "deadline_entry",
+        "first_index",
+        "fn",
+        "fn_data",
+        "fn_key",
+        "handle",
+        "id",
+        "items",
+        "kwargs",
+        "retry",
+        "star",
+        "stop_error",
+        "timeout",
+        "worker",
+    )
 
-    def __post_init__(self) -> None:
-        self.id = self.handle.task_id
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        handle: Handle[Any],
+        items: list[Any] | None = None,
+        star: bool = False,
+        first_index: int = 0,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        breaker: CircuitBreaker | None = None,
+        attempt: int = 1,
+        fn_data: bytes | None = None,
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.handle = handle
+        self.items = items
+        self.star = star
+        self.first_index = first_index
+        self.timeout = timeout
+        self.retry = retry
+        self.breaker = breaker
+        self.attempt = attempt
+        # filled by the process engine
+        self.fn_data = fn_data
+        self.fn_key = 0  # the function's key: sent once to each worker, named by this later
+        self.args_data: tuple[bytes | bytearray | memoryview, ...] | None = None  # a wire blob
+        self.ctx_data: bytes | None = None
+        self.worker: str | None = None
+        # set when the task was stopped on purpose (timeout, cancel, shutdown):
+        # the error to report instead of "the worker crashed"
+        self.stop_error: BaseException | None = None
+        self.deadline_entry: TimerEntry | None = None
+        self._cancel_event: threading.Event | None = None
+        self.id = handle.task_id  # the handle's task id, read on every hop
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} {self.function_name()} attempt {self.attempt}>"
 
     @property
     def cancel_event(self) -> threading.Event:
@@ -103,14 +140,22 @@ class Task:
 
     def next_attempt(self) -> Task:
         """A fresh copy for the next attempt: same call and prepared bytes, new run state."""
-        return dataclasses.replace(
-            self,
-            attempt=self.attempt + 1,
-            worker=None,
-            stop_error=None,
-            deadline_entry=None,
-            _cancel_event=None,
+        fresh = Task(
+            self.fn,
+            self.args,
+            self.kwargs,
+            self.handle,
+            self.items,
+            self.star,
+            self.first_index,
+            self.timeout,
+            self.retry,
+            self.breaker,
+            self.attempt + 1,
+            self.fn_data,
         )
+        fresh.fn_key, fresh.args_data, fresh.ctx_data = self.fn_key, self.args_data, self.ctx_data
+        return fresh
 
     def function_name(self) -> str:
         return qualified_name(self.fn)

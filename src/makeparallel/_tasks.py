@@ -4,7 +4,7 @@
                                                                        |
                        finished(task, ok, value) <-- the engine -------+
                                 |
-                          decide (policies): succeed | retry later | fail
+                          decide (_decision): succeed | retry later | fail
                                                           |
                         retrying (a back-off on the timer) +--> pending again
 
@@ -30,6 +30,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import _lifetime
+from ._decision import Decision, decide
 from ._task import Task, stopped_at_shutdown
 from ._timer import Timer
 from .backends.base import Backend
@@ -40,9 +41,9 @@ from .errors import (
     TaskTimeoutError,
 )
 from .handle import Handle, TaskState
-from .policies import CircuitBreaker, Decision, decide
 
 if TYPE_CHECKING:
+    from .policies import CircuitBreaker
     from .pool import Pool
 
 logger = logging.getLogger("makeparallel")

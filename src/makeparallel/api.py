@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import importlib
-import inspect
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from . import _mapping, _settings
 from ._arguments import check_start, check_workers
+from ._checks import check_seconds, check_timeout
 from ._worker import serialize
 from .backends import ENGINE_NAMES, resolve_kind
 from .handle import Handle
-from .policies import CircuitBreaker, Retry, check_seconds, check_timeout
 from .pool import Pool, ShutdownSummary, live_pools
+
+if TYPE_CHECKING:
+    from .policies import CircuitBreaker, Retry
 
 __all__ = [
     "ParallelFunction",
@@ -150,18 +151,35 @@ os.register_at_fork(after_in_child=_forget_pools_in_child)
 # -- @parallel ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Options:
-    name: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    backend: BackendSpec | None = None
-    pool: Pool | None = None
-    timeout: float | None = None
-    retry: Retry | None = None
-    circuit_breaker: CircuitBreaker | None = None
-
-
 _OPTION_NAMES = ("name", "metadata", "backend", "pool", "timeout", "retry", "circuit_breaker")
+
+
+class _Options:
+    """A ``@parallel`` function's options; never changed once made (``changed`` copies)."""
+
+    __slots__ = _OPTION_NAMES
+
+    def __init__(
+        self,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        backend: BackendSpec | None = None,
+        pool: Pool | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.name = name
+        self.metadata: Mapping[str, Any] = {} if metadata is None else metadata
+        self.backend = backend
+        self.pool = pool
+        self.timeout = timeout
+        self.retry = retry
+        self.circuit_breaker = circuit_breaker
+
+    def changed(self, **changes: Any) -> _Options:
+        values = {name: getattr(self, name) for name in _OPTION_NAMES}
+        return _Options(**{**values, **changes})
 
 
 def _make_options(base: _Options, overrides: dict[str, Any]) -> _Options:
@@ -185,6 +203,14 @@ def _make_options(base: _Options, overrides: dict[str, Any]) -> _Options:
         raise TypeError(f"pool must be a makeparallel.Pool, got {type(overrides['pool']).__name__}")
     if "timeout" in overrides:
         overrides["timeout"] = check_timeout(overrides["timeout"])
+    if overrides.get("retry") is not None or overrides.get("circuit_breaker") is not None:
+        _check_policies(overrides)
+    return base.changed(**overrides)
+
+
+def _check_policies(overrides: dict[str, Any]) -> None:
+    from .policies import CircuitBreaker, Retry  # (loaded only by programs that use them)
+
     if overrides.get("retry") is not None and not isinstance(overrides["retry"], Retry):
         raise TypeError(
             f"retry must be a makeparallel.Retry, got {type(overrides['retry']).__name__}; "
@@ -195,22 +221,38 @@ def _make_options(base: _Options, overrides: dict[str, Any]) -> _Options:
         raise TypeError(
             f"circuit_breaker must be a makeparallel.CircuitBreaker, got {type(breaker).__name__}"
         )
-    return replace(base, **overrides)
 
 
 def _check_function(fn: object) -> None:
     if not callable(fn):
         raise TypeError(f"@parallel needs a function, got {type(fn).__name__}: {fn!r}")
-    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+    flags = _code_flags(fn)
+    if flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR):
         raise TypeError(
             f"{getattr(fn, '__qualname__', fn)!r} is a generator function: its values cannot "
             "stream back from a worker. Return a list instead, or use mp.imap over the inputs."
         )
-    if inspect.iscoroutinefunction(fn):
+    inspect = sys.modules.get("inspect")  # (marked ones: inspect.markcoroutinefunction)
+    if flags & _CO_COROUTINE or (inspect is not None and inspect.iscoroutinefunction(fn)):
         raise TypeError(
             f"{getattr(fn, '__qualname__', fn)!r} is an 'async def' function: run it with "
             "asyncio; makeparallel runs regular functions (and its handles can be awaited)."
         )
+
+
+# Code flags, as inspect names them (CO_*): read here, where importing inspect would
+# add a tenth to the time ``import makeparallel`` takes.
+_CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200
+
+
+def _code_flags(fn: object) -> int:
+    """The flags of the code ``fn`` runs (through partials and bound methods); 0 if none."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    flags = getattr(code, "co_flags", 0)
+    return flags if isinstance(flags, int) else 0
 
 
 class ParallelFunction(Generic[P, R]):
@@ -267,10 +309,12 @@ class ParallelFunction(Generic[P, R]):
         if not module_name or module_name == "__main__" or "<locals>" in self.__qualname__:
             return False
         try:
-            target: Any = importlib.import_module(module_name)
+            if module_name not in sys.modules:
+                __import__(module_name)
+            target: Any = sys.modules[module_name]
             for part in self.__qualname__.split("."):
                 target = getattr(target, part)
-        except (ImportError, AttributeError):
+        except (ImportError, AttributeError, KeyError):
             return False
         return target is self
 
@@ -290,7 +334,7 @@ class ParallelFunction(Generic[P, R]):
 
 
 def _rebuild(fn: Callable[..., Any], options: _Options) -> ParallelFunction[..., Any]:
-    return ParallelFunction(fn, replace(options, pool=None))
+    return ParallelFunction(fn, options.changed(pool=None))
 
 
 class _Call(Generic[P, R]):

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from numbers import Real
-from typing import Literal
 
+from ._checks import _is_real, check_seconds
 from .errors import SerializationError, TaskCancelledError, TaskError
 
 __all__ = ["CircuitBreaker", "CircuitState", "Exponential", "Fixed", "Retry"]
@@ -33,30 +31,6 @@ __all__ = ["CircuitBreaker", "CircuitState", "Exponential", "Fixed", "Retry"]
 logger = logging.getLogger("makeparallel")
 
 Wait = Callable[[int], float]
-
-
-def check_seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    return number
-
-
-def check_timeout(value: object, name: str = "timeout") -> float | None:
-    """None, or a positive finite number of seconds."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(
-            f"{name} must be a finite number of seconds > 0, got {value!r}; use None for no timeout"
-        )
-    return seconds
 
 
 class _Composable:
@@ -100,7 +74,7 @@ class Exponential(_Composable):
     def __post_init__(self) -> None:
         check_seconds("Exponential(initial)", self.initial)
         check_seconds("Exponential(maximum)", self.maximum)
-        if isinstance(self.factor, bool) or not isinstance(self.factor, Real) or self.factor < 1:
+        if isinstance(self.factor, bool) or not _is_real(self.factor) or self.factor < 1:
             raise ValueError(f"Exponential(factor) must be a number >= 1, got {self.factor!r}")
 
     def __call__(self, attempt: int) -> float:
@@ -294,37 +268,3 @@ class CircuitBreaker:
             f"<CircuitBreaker {self.name} state={self._state} failures={self._failures}/"
             f"{self.failure_threshold}>"
         )
-
-
-@dataclass(frozen=True)
-class Decision:
-    """How a finished attempt ends its task; the pool acts on it (``decide``)."""
-
-    outcome: Literal["succeed", "retry", "fail"]
-    delay: float = 0.0  # seconds before the next attempt ("retry")
-    breaker: Literal["success", "failure", "release"] | None = None  # what the breaker is told
-
-
-def decide(
-    ok: bool,
-    error: BaseException | None,
-    attempt: int,
-    retry: Retry | None,
-    has_breaker: bool,
-    may_retry: bool = True,
-) -> Decision:
-    """What to do with attempt number ``attempt``, which succeeded (``ok``) or raised ``error``.
-
-    A cancelled call gives its circuit breaker no verdict: it lets another
-    trial call through instead.
-    """
-    if ok:
-        return Decision("succeed", breaker="success" if has_breaker else None)
-    assert error is not None
-    if may_retry and retry is not None and retry.should_retry(error, attempt):
-        return Decision("retry", delay=retry.delay(attempt))
-    if not has_breaker:
-        return Decision("fail")
-    return Decision(
-        "fail", breaker="release" if isinstance(error, TaskCancelledError) else "failure"
-    )

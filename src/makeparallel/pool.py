@@ -26,10 +26,11 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _lifetime, _mapping
 from ._arguments import check_workers, worker_setup
+from ._checks import check_seconds
 from ._lifetime import ShutdownSummary
 from ._map_port import MapPort
 from ._task import Task, short_name, unwrap_parallel
@@ -38,8 +39,10 @@ from .backends import create_backend, resolve_kind
 from .backends.base import Backend, WeakSink
 from .errors import CircuitOpenError
 from .handle import Handle, next_task_id
-from .health import HealthReport, report
-from .policies import CircuitBreaker, Retry, check_seconds
+
+if TYPE_CHECKING:
+    from .health import HealthReport
+    from .policies import CircuitBreaker, Retry
 
 __all__ = ["Pool", "ShutdownSummary"]
 
@@ -265,6 +268,8 @@ class Pool(concurrent.futures.Executor):
     def health(self) -> HealthReport:
         """A typed, JSON-ready report (``.to_dict()``): workers, queue, recent crashes,
         and ``healthy`` with the ``reasons`` when it is not. Cheap enough to poll."""
+        from .health import report  # (loaded when first asked: importing it costs start-up time)
+
         engine = self._backend.stats()
         tasks = self._tasks
         with tasks.lock:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from types import FrameType
 
 from . import _settings
-from .policies import check_timeout
+from ._checks import check_timeout
 
 __all__ = ["install_signal_handlers"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import sys
-from dataclasses import replace
 
 from .base import NO_SETUP, Backend, WorkerSetup
 
@@ -62,7 +61,7 @@ def create_backend(
         from .._arguments import resolve_start
         from .process import ProcessBackend
 
-        return ProcessBackend(workers, pool_name, replace(setup, start=resolve_start(setup.start)))
+        return ProcessBackend(workers, pool_name, setup.starting(resolve_start(setup.start)))
     if setup.memory_limit is not None and kind != "process":
         raise ValueError(
             "memory_limit is per worker process; threads share their process's memory, "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._task import Task
@@ -82,18 +81,58 @@ class WeakSink:
             sink.broken(error)
 
 
-@dataclass(frozen=True)
 class WorkerSetup:
-    """How each worker starts and how long it lives."""
+    """How each worker starts and how long it lives (never changed once made)."""
 
-    initializer: Callable[..., object] | None = None
-    initargs: tuple[Any, ...] = ()
-    max_tasks: int | None = None  # recycle a worker after this many tasks
-    min_workers: int | None = None  # with max_workers: scale between the two
-    idle_timeout: float | None = None  # retire a worker idle this long (not below min)
-    memory_limit: int | None = None  # bytes of resident memory per worker process
-    memory_kill: bool = False  # over the limit: kill at once (else recycle after the task)
-    start: str = "auto"  # how process workers start: "auto", "spawn" (fresh) or "fork"
+    __slots__ = (
+        "idle_timeout",
+        "initargs",
+        "initializer",
+        "max_tasks",
+        "memory_kill",
+        "memory_limit",
+        "min_workers",
+        "start",
+    )
+
+    def __init__(
+        self,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        max_tasks: int | None = None,  # recycle a worker after this many tasks
+        min_workers: int | None = None,  # with max_workers: scale between the two
+        idle_timeout: float | None = None,  # retire a worker idle this long (not below min)
+        memory_limit: int | None = None,  # bytes of resident memory per worker process
+        memory_kill: bool = False,  # over the limit: kill at once (else recycle after the task)
+        start: str = "auto",  # how process workers start: "auto", "spawn" (fresh) or "fork"
+    ) -> None:
+        self.initializer = initializer
+        self.initargs = initargs
+        self.max_tasks = max_tasks
+        self.min_workers = min_workers
+        self.idle_timeout = idle_timeout
+        self.memory_limit = memory_limit
+        self.memory_kill = memory_kill
+        self.start = start
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WorkerSetup):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def starting(self, start: str) -> WorkerSetup:
+        """The same setup with workers started by ``start``."""
+        copy = WorkerSetup.__new__(WorkerSetup)
+        for name in self.__slots__:
+            setattr(copy, name, getattr(self, name))
+        copy.start = start
+        return copy
 
     def run_initializer(self) -> None:
         if self.initializer is not None:
@@ -103,15 +142,24 @@ class WorkerSetup:
 NO_SETUP = WorkerSetup()
 
 
-@dataclass(frozen=True)
 class EngineStats:
     """What an engine knows about its workers, for ``Pool.health()``."""
 
-    alive: int
-    starting: int = 0
-    restarts_last_minute: int = 0
-    crashes_last_minute: int = 0
-    stuck: int = 0  # threads still running a task that was stopped (threads cannot be killed)
+    __slots__ = ("alive", "crashes_last_minute", "restarts_last_minute", "starting", "stuck")
+
+    def __init__(
+        self,
+        alive: int,
+        starting: int = 0,
+        restarts_last_minute: int = 0,
+        crashes_last_minute: int = 0,
+        stuck: int = 0,  # threads still running a stopped task (threads cannot be killed)
+    ) -> None:
+        self.alive = alive
+        self.starting = starting
+        self.restarts_last_minute = restarts_last_minute
+        self.crashes_last_minute = crashes_last_minute
+        self.stuck = stuck
 
 
 class Backend(abc.ABC):
