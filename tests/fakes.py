@@ -41,6 +41,9 @@ class FakeSink:
     def broken(self, error: BaseException) -> None:
         raise AssertionError(f"the engine gave up: {error}")
 
+    def worker_event(self, kind: str, pid: int | None, reason: str | None = None) -> None:
+        pass
+
 
 class FakeIO:
     """The I/O thread, as the other threads see it: requests are only recorded."""

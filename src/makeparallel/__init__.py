@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     )
     from .handle import Handle, TaskState
     from .health import HealthReport
+    from .observe.events import TaskEvent, add_listener, remove_listener
+    from .observe.metrics import FunctionMetrics, Metrics, TaskInfo, Timing
+    from .observe.overall import metrics
     from .policies import CircuitBreaker, CircuitState, Exponential, Fixed, Retry
     from .pool import Pool, ShutdownSummary
     from .signals import install_signal_handlers
@@ -73,6 +76,14 @@ _WHERE = {
     "Handle": "handle",
     "TaskState": "handle",
     "HealthReport": "health",
+    "TaskEvent": "observe.events",
+    "add_listener": "observe.events",
+    "remove_listener": "observe.events",
+    "FunctionMetrics": "observe.metrics",
+    "Metrics": "observe.metrics",
+    "TaskInfo": "observe.metrics",
+    "Timing": "observe.metrics",
+    "metrics": "observe.overall",
     "CircuitBreaker": "policies",
     "CircuitState": "policies",
     "Exponential": "policies",
@@ -93,9 +104,11 @@ __all__ = [
     "CircuitState",
     "Exponential",
     "Fixed",
+    "FunctionMetrics",
     "Handle",
     "HealthReport",
     "MemoryLimitError",
+    "Metrics",
     "ParallelFunction",
     "Pool",
     "PoolFullError",
@@ -105,18 +118,24 @@ __all__ = [
     "TaskCancelledError",
     "TaskContext",
     "TaskError",
+    "TaskEvent",
+    "TaskInfo",
     "TaskState",
     "TaskTimeoutError",
+    "Timing",
     "WorkerCrashedError",
     "__version__",
+    "add_listener",
     "as_completed",
     "configure",
     "current_task",
     "gather",
     "imap",
     "install_signal_handlers",
+    "metrics",
     "parallel",
     "parallel_map",
+    "remove_listener",
     "report_progress",
     "shutdown",
 ]

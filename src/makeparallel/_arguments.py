@@ -120,6 +120,7 @@ def worker_setup(
     initializer: Callable[..., object] | None,
     initargs: Iterable[Any],
     start: str,
+    forward_logs: bool = True,
 ) -> tuple[int, int, WorkerSetup]:
     """Pool's arguments about its workers, checked: (most, least, how each starts and lives)."""
     count, least = pool_sizes(workers, min_workers, max_workers)
@@ -142,5 +143,12 @@ def worker_setup(
         memory_limit=None if memory_limit is None else parse_size(memory_limit),
         memory_kill=check_memory_action(memory_limit_action) == "kill",
         start=check_start(start),
+        forward_logs=_check_flag(forward_logs, "forward_logs"),
     )
     return count, least, setup
+
+
+def _check_flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value

@@ -63,6 +63,27 @@ def resident_bytes(pid: int) -> int | None:
     return _with_psutil(pid, lambda process: process.memory_info().rss)
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time (user and system) process ``pid`` has used, or None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()  # (its name may hold spaces)
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime and stime
+    except (OSError, ValueError, IndexError):
+        pass
+    psutil = psutil_or_none()
+    if psutil is None:
+        return None
+    try:
+        times = psutil.Process(pid).cpu_times()
+        return float(times.user + times.system)
+    except Exception:
+        return None
+
+
 def private_bytes(pid: int) -> int | None:
     """The memory process ``pid`` has to itself (USS), or None if it cannot be read.
 

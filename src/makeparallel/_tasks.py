@@ -41,6 +41,7 @@ from .errors import (
     TaskTimeoutError,
 )
 from .handle import Handle, TaskState
+from .observe.record import Recorder
 
 if TYPE_CHECKING:
     from .policies import CircuitBreaker
@@ -69,6 +70,7 @@ class TaskBook:
         self.timer = Timer(f"{owner.name}-timer")
         self.state = RUNNING
         self.broken_by: BaseException | None = None  # why no task can run any more
+        self.recorder = Recorder(owner.name)  # counts and events (observe/)
         self._engine_closed = False
         self.backend: Backend  # set by the pool once its engine exists
 
@@ -78,7 +80,7 @@ class TaskBook:
         try:
             self.backend.prepare(task)
         except SerializationError as error:
-            task.handle._fail(error)
+            self.refuse(task, error)
             return
         with self.lock:
             self._wait_for_room(task)
@@ -86,11 +88,17 @@ class TaskBook:
                 raise RuntimeError(closed_message(self.name))
             if self.broken_by is not None:
                 raise self.broken_by  # as an executor's submit raises BrokenExecutor
+            self.recorder.attach(task)
             self.pending.append(task)
             owner = self._owner()
             if owner is not None:
                 _lifetime.busy(owner)  # kept until its work is done, even if dropped
         self.backend.poke()
+
+    def refuse(self, task: Task, error: BaseException) -> None:
+        """A submitted task fails before it is queued (it cannot be sent, its breaker is open)."""
+        self.recorder.attach(task)
+        task.handle._fail(error)
 
     def _wait_for_room(self, task: Task) -> None:
         """With ``max_pending``: block (holding no lock while waiting) until the queue has room."""
@@ -155,6 +163,9 @@ class TaskBook:
             return  # an attempt that was already stopped (timeout, cancel) reports late
         self._settle(task, ok, value)
         self.after_change()
+
+    def worker_event(self, kind: str, pid: int | None, reason: str | None = None) -> None:
+        self.recorder.worker_event(kind, pid, reason)
 
     def broken(self, error: BaseException) -> None:
         with self.lock:

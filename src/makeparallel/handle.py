@@ -129,6 +129,14 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
     it runs.
     """
 
+    # Set by the pool that runs the task (observe.record): told of every move, under
+    # the state lock. Class-level defaults: a handle made elsewhere has none.
+    _observer: (
+        Callable[[Handle[Any], TaskState, TaskState, float, BaseException | None], None] | None
+    ) = None
+    _function = ""  # the task's function, as metrics and events name it
+    _queued_at = 0.0  # when the attempt to come was queued (monotonic)
+
     def __init__(
         self,
         task_id: int | None = None,
@@ -415,11 +423,11 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             self._move(new)
             return True
 
-    def _transition(self, new: TaskState) -> None:
+    def _transition(self, new: TaskState, error: BaseException | None = None) -> None:
         with self._state_lock:
-            self._move(new)
+            self._move(new, error)
 
-    def _move(self, new: TaskState) -> None:
+    def _move(self, new: TaskState, error: BaseException | None = None) -> None:
         """Called with the state lock held."""
         current = self._task_state
         if new not in _ALLOWED.get(current, _NOWHERE):
@@ -431,6 +439,9 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             self._attempts += 1
         elif new in _TERMINAL:
             self._ended_at = now
+        observer = self._observer
+        if observer is not None:
+            observer(self, current, new, now, error)
 
     def _start(self, worker: str | None = None) -> bool:
         """PENDING -> RUNNING; False if the task was cancelled while it waited."""
@@ -465,7 +476,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
 
     def _fail(self, exc: BaseException, state: TaskState = TaskState.FAILED) -> None:
         """Finish with ``exc``: FAILED, TIMED_OUT, or CANCELLED for a stopped running task."""
-        self._transition(state)
+        self._transition(state, exc)
         super().set_exception(exc)
 
     def _cancelled_error(self) -> TaskCancelledError:

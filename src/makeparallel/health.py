@@ -30,6 +30,18 @@ class RunningTask:
 
 
 @dataclass(frozen=True)
+class WorkerHealth:
+    """One worker process: what it uses and what it does."""
+
+    pid: int
+    state: str  # starting, idle, busy, claimed, retiring, stopping
+    rss_bytes: int | None  # resident memory (None where it cannot be read)
+    cpu_percent: float | None  # since the last report (100.0: one core, all the time)
+    tasks_done: int
+    task_id: int | None  # the task it runs now
+
+
+@dataclass(frozen=True)
 class HealthReport:
     """The state of a pool at one moment. ``to_dict()`` gives plain JSON data."""
 
@@ -50,6 +62,7 @@ class HealthReport:
     longest_running: tuple[RunningTask, ...]  # up to five, longest first
     restarts_last_minute: int
     crashes_last_minute: int
+    workers: tuple[WorkerHealth, ...] = ()  # process workers (empty for other engines)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -90,6 +103,7 @@ def report(
     running: list[Task],
     queue_depth: int,
     retrying: int,
+    workers: list[dict[str, Any]] | None = None,
 ) -> HealthReport:
     """The report of one pool, from what it and its engine counted."""
     now = time.monotonic()
@@ -121,4 +135,15 @@ def report(
         longest_running=tuple(longest),
         restarts_last_minute=engine.restarts_last_minute,
         crashes_last_minute=engine.crashes_last_minute,
+        workers=tuple(
+            WorkerHealth(
+                w["pid"],
+                w["state"],
+                w["rss_bytes"],
+                w["cpu_percent"],
+                w["tasks_done"],
+                w["task_id"],
+            )
+            for w in workers or ()
+        ),
     )._replace_verdict(judge(state, broken, expected, engine))

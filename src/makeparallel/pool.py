@@ -38,10 +38,12 @@ from ._tasks import RUNNING, TaskBook, closed_message
 from .backends import create_backend, resolve_kind
 from .backends.base import Backend, WeakSink
 from .errors import CircuitOpenError
-from .handle import Handle, next_task_id
+from .handle import Handle, TaskState, next_task_id
 
 if TYPE_CHECKING:
     from .health import HealthReport
+    from .observe.events import Listener
+    from .observe.metrics import Metrics, TaskInfo
     from .policies import CircuitBreaker, Retry
 
 __all__ = ["Pool", "ShutdownSummary"]
@@ -86,6 +88,12 @@ class Pool(concurrent.futures.Executor):
     otherwise each worker is a fresh interpreter. ``"fork"`` always forks,
     ``"spawn"`` always starts fresh interpreters. ``pool.start`` says which
     one the pool uses (docs/guide.md says what a forked worker inherits).
+
+    ``forward_logs`` (on by default): what process workers log reaches this
+    process's ``logging`` - the logger of the same name, its handlers and
+    levels - with ``task_id``, ``task_name`` and ``worker_pid`` on each
+    record, and what they print reaches this process's ``sys.stdout`` and
+    ``sys.stderr``; a task's records and output arrive before its result.
     """
 
     def __init__(
@@ -105,6 +113,7 @@ class Pool(concurrent.futures.Executor):
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
         start: str = "auto",
+        forward_logs: bool = True,
     ) -> None:
         count, least, setup = worker_setup(
             workers,
@@ -117,6 +126,7 @@ class Pool(concurrent.futures.Executor):
             initializer,
             initargs,
             start,
+            forward_logs,
         )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {type(name).__name__}")
@@ -186,13 +196,14 @@ class Pool(concurrent.futures.Executor):
             breaker=circuit_breaker,
         )
         if circuit_breaker is not None and not circuit_breaker.allow():
-            handle._fail(
+            self._tasks.refuse(
+                task,
                 CircuitOpenError(
                     f"{task.describe()} did not run: circuit breaker {circuit_breaker.name!r} "
                     f"is open after {circuit_breaker.failures} failures in a row; it lets a "
                     f"trial call through in {circuit_breaker.retry_after():.1f} s",
                     **task.context(),
-                )
+                ),
             )
             return handle
         self._tasks.enqueue(task)
@@ -282,7 +293,16 @@ class Pool(concurrent.futures.Executor):
             broken = tasks.broken_by
         expected = self._min_workers if self.backend in ("process", "thread") else engine.alive
         return report(
-            self.name, self.backend, state, broken, expected, engine, running, queue_depth, retrying
+            self.name,
+            self.backend,
+            state,
+            broken,
+            expected,
+            engine,
+            running,
+            queue_depth,
+            retrying,
+            self._backend.workers_info(),
         )
 
     def workers_info(self) -> list[dict[str, Any]]:
@@ -292,6 +312,69 @@ class Pool(concurrent.futures.Executor):
         Empty for engines whose workers are not processes of this pool.
         """
         return self._backend.workers_info()
+
+    # -- observability (observe/) ------------------------------------------------------
+
+    def metrics(self) -> Metrics:
+        """Counts since the pool was created, what runs and waits now, recent wait and
+        run time percentiles, per function too: a frozen ``Metrics`` (``.to_dict()``)."""
+        from .observe.metrics import build
+
+        tally, functions = self._tasks.recorder.snapshot()
+        engine = self._backend.stats()
+        with self._tasks.lock:
+            running = len(self._tasks.running)
+            queued = len(self._tasks.pending) + len(self._tasks.retrying)
+        return build(
+            tally,
+            functions,
+            running=running,
+            queued=queued,
+            workers=self.workers,
+            crashes=engine.crashes_total,
+            restarts=engine.restarts_total,
+        )
+
+    def tasks(self) -> list[TaskInfo]:
+        """The tasks now running, then those queued or waiting to retry, in order."""
+        from .observe.metrics import TaskInfo
+
+        book = self._tasks
+        with book.lock:
+            tasks = [*book.running.values(), *book.pending, *book.retrying.values()]
+        listed = []
+        for task in tasks:
+            handle = task.handle
+            running = handle.state is TaskState.RUNNING
+            listed.append(
+                TaskInfo(
+                    task_id=task.id,
+                    name=handle.name,
+                    function=handle._function,
+                    state="running" if running else "pending",
+                    worker=handle.worker if running else None,
+                    elapsed=handle.elapsed if running else None,
+                    attempts=handle.attempts,
+                    progress=handle.progress,
+                    metadata=handle.metadata,
+                )
+            )
+        return listed
+
+    def add_listener(self, fn: Listener) -> Listener:
+        """Call ``fn(event)`` with each ``TaskEvent`` of this pool, on makeparallel's
+        events thread (a listener that raises is logged once); returns ``fn``."""
+        from .observe.events import check_listener
+
+        self._tasks.recorder.listeners.append(check_listener(fn))
+        return fn
+
+    def remove_listener(self, fn: Listener) -> None:
+        """Stop calling ``fn``; a no-op if it was not added."""
+        try:
+            self._tasks.recorder.listeners.remove(fn)
+        except ValueError:
+            pass
 
     # -- shutting down -----------------------------------------------------
 

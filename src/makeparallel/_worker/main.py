@@ -24,7 +24,7 @@ from collections import deque
 from time import perf_counter
 
 from . import context as task_api
-from . import serialize, state, wire
+from . import forward, serialize, state, wire
 from .chunk import run_items
 from .process_tree import kill_all, stop_descendants
 
@@ -50,6 +50,7 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
     _watch_parent(lifeline_fd)
     sock = _socket.socket(fileno=sock_fd)
     os.set_inheritable(sock_fd, False)
+    channel = _Channel(sock)
     try:
         first = wire.recv_frame(sock)
         if first is None:
@@ -65,6 +66,8 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
         if config["initializer"] is not None:
             initializer, initargs = serialize.loads(config["initializer"])
             initializer(*initargs)
+        if config["forward"] is not None:
+            forward.install(channel, config["forward"])
         for module in config["preload"]:
             preload(module)
         wire.send_all(sock, wire.frame(wire.READY, os.getpid(), ()))
@@ -76,7 +79,7 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
             wire.send_all(sock, wire.frame(wire.BOOT_FAILED, 0, (text.encode(),)))
         finally:
             os._exit(1)
-    _serve(sock, name)
+    _serve(channel, name)
 
 
 def use_authkey(key: bytes) -> None:
@@ -222,6 +225,8 @@ class _Inbox:
                 self._skip(message[1])
             elif message[0] == wire.AUTHKEY:
                 use_authkey(bytes(message[2]))
+            elif message[0] == wire.LEVELS:
+                forward.set_levels(serialize.loads(message[2]))
             else:
                 self.queue.append(message)
         if wait:
@@ -258,8 +263,7 @@ class _Inbox:
         # Not here: it has run already, and its answer is on its way.
 
 
-def _serve(sock: _socket.socket, name: str) -> None:
-    channel = _Channel(sock)
+def _serve(channel: _Channel, name: str) -> None:
     inbox = _Inbox(channel)
     inbox.when_idle = lambda: _name_in_full(name)
     while True:
@@ -323,6 +327,7 @@ def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[wi
     context, token = task_api.enter(
         task_id, name, metadata, attempt, channel.label, channel.progress_sink(task_id)
     )
+    forward.running(task_id, name)
     try:
         if kind == wire.TASK:
             args, kwargs = payload
@@ -331,6 +336,7 @@ def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[wi
         return _run_items(task_id, fn, star, items)
     finally:
         task_api.leave(context, token)  # the last progress value goes out before the result
+        forward.finished()  # and what it printed
 
 
 def _load_function(key: int, data: memoryview) -> Callable[..., Any]:

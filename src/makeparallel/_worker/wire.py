@@ -38,6 +38,7 @@ EXIT = ord("X")
 CANCEL = ord("K")  # skip this task if it has not started (it waits behind another)
 AUTHKEY = ord("A")  # the parent's multiprocessing authkey, for its Manager's objects
 PRELOAD = ord("L")  # import this module now: tasks of its functions are coming
+LEVELS = ord("V")  # the parent's logging levels changed (forward_logs)
 # worker -> parent
 READY = ord("R")
 BOOT_FAILED = ord("B")
@@ -46,6 +47,8 @@ ERROR = ord("E")
 CHUNK_RESULT = ord("m")
 PROGRESS = ord("P")
 SKIPPED = ord("S")  # a cancelled task that never started
+LOG = ord("G")  # a log record made in the worker (forward_logs)
+OUTPUT = ord("W")  # what the worker printed: b"1" (stdout) or b"2" (stderr), then the text
 
 # How long either end polls for the other's next frame before it sleeps, when
 # frames have been coming that fast: waking a sleeping process or thread costs

@@ -40,7 +40,7 @@ def create_backend(
             "backend='process' (or 'auto' on a GIL build of CPython)"
         )
     if (isinstance(spec, concurrent.futures.Executor) or spec == "interpreter") and (
-        setup != NO_SETUP
+        setup.shapes_workers()
     ):
         raise ValueError(
             "initializer, max_tasks_per_worker, min_workers and idle_timeout apply to "

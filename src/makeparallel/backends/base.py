@@ -40,6 +40,9 @@ class Sink(Protocol):
     def broken(self, error: BaseException) -> None:
         """The engine cannot run anything any more (its workers cannot start)."""
 
+    def worker_event(self, kind: str, pid: int | None, reason: str | None = None) -> None:
+        """A worker started (``worker_started``) or ended (``worker_exited``, and why)."""
+
 
 class WeakSink:
     """A pool as its engine sees it, without keeping it alive; once it is gone,
@@ -80,11 +83,17 @@ class WeakSink:
         if sink is not None:
             sink.broken(error)
 
+    def worker_event(self, kind: str, pid: int | None, reason: str | None = None) -> None:
+        sink = self._sink()
+        if sink is not None:
+            sink.worker_event(kind, pid, reason)
+
 
 class WorkerSetup:
     """How each worker starts and how long it lives (never changed once made)."""
 
     __slots__ = (
+        "forward_logs",
         "idle_timeout",
         "initargs",
         "initializer",
@@ -105,6 +114,7 @@ class WorkerSetup:
         memory_limit: int | None = None,  # bytes of resident memory per worker process
         memory_kill: bool = False,  # over the limit: kill at once (else recycle after the task)
         start: str = "auto",  # how process workers start: "auto", "spawn" (fresh) or "fork"
+        forward_logs: bool = True,  # process workers' log records and output go to the parent
     ) -> None:
         self.initializer = initializer
         self.initargs = initargs
@@ -114,6 +124,7 @@ class WorkerSetup:
         self.memory_limit = memory_limit
         self.memory_kill = memory_kill
         self.start = start
+        self.forward_logs = forward_logs
 
     def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -125,6 +136,16 @@ class WorkerSetup:
 
     def __hash__(self) -> int:
         return hash(self._values())
+
+    def shapes_workers(self) -> bool:
+        """Whether it asks anything of how workers start and live (an executor's cannot)."""
+        return self.starting("auto").forwarding(True) != NO_SETUP
+
+    def forwarding(self, forward_logs: bool) -> WorkerSetup:
+        """The same setup with ``forward_logs`` set so."""
+        copy = self.starting(self.start)
+        copy.forward_logs = forward_logs
+        return copy
 
     def starting(self, start: str) -> WorkerSetup:
         """The same setup with workers started by ``start``."""
@@ -145,7 +166,15 @@ NO_SETUP = WorkerSetup()
 class EngineStats:
     """What an engine knows about its workers, for ``Pool.health()``."""
 
-    __slots__ = ("alive", "crashes_last_minute", "restarts_last_minute", "starting", "stuck")
+    __slots__ = (
+        "alive",
+        "crashes_last_minute",
+        "crashes_total",
+        "restarts_last_minute",
+        "restarts_total",
+        "starting",
+        "stuck",
+    )
 
     def __init__(
         self,
@@ -154,12 +183,16 @@ class EngineStats:
         restarts_last_minute: int = 0,
         crashes_last_minute: int = 0,
         stuck: int = 0,  # threads still running a stopped task (threads cannot be killed)
+        restarts_total: int = 0,  # since the pool began
+        crashes_total: int = 0,
     ) -> None:
         self.alive = alive
         self.starting = starting
         self.restarts_last_minute = restarts_last_minute
         self.crashes_last_minute = crashes_last_minute
         self.stuck = stuck
+        self.restarts_total = restarts_total
+        self.crashes_total = crashes_total
 
 
 class Backend(abc.ABC):

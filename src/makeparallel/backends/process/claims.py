@@ -36,7 +36,7 @@ import time
 from ..._task import Task
 from ..._worker import wire
 from ...errors import TaskError
-from . import codec
+from . import codec, forward
 from .exchange import Exchange
 from .poller import READ, WRITE, Poller
 from .workers import Worker, WorkerState, move
@@ -117,6 +117,12 @@ def _read_until_done(ex: Exchange, worker: Worker, task: Task, deadline: float |
 def _on_frame(ex: Exchange, worker: Worker, kind: int, task_id: int, body: bytearray) -> None:
     if kind == wire.PROGRESS:
         ex.progress(worker, task_id, body)
+        return
+    if kind == wire.LOG:
+        forward.deliver_log(body)
+        return
+    if kind == wire.OUTPUT:
+        forward.deliver_output(body)
         return
     task = worker.task  # (nothing but this thread changes what a claimed worker holds)
     if kind not in codec.ANSWERS or task is None or task.id != task_id:

@@ -38,6 +38,7 @@ from . import claims
 from .codec import Encoder
 from .dispatch import has_room
 from .exchange import Exchange
+from .forward import LevelWatch
 from .launch import Launcher, parent_authkey
 from .memory import MemoryGuard
 from .reactor import Reactor
@@ -52,6 +53,7 @@ class ProcessBackend(Backend):
         self._encoder = Encoder()
         self._authkey = parent_authkey()  # what the workers were told
         self._modules: dict[str, None] = {}  # modules tasks' functions came from so far
+        self._levels: LevelWatch | None = None  # forward_logs: the levels workers have
         self._started = False
 
     def start(self, sink: Sink) -> None:
@@ -72,7 +74,10 @@ class ProcessBackend(Backend):
         if setup.start == "fork":
             # what the forked workers' __main__ will have: its functions go by name
             self._encoder.main_copy.update(_main_names())
-        launcher = Launcher(self.pool_name, initializer, setup.start, least)
+        if setup.forward_logs:
+            self._levels = LevelWatch()
+        forward = None if self._levels is None else self._levels.sent
+        launcher = Launcher(self.pool_name, initializer, setup.start, least, forward)
         launcher.main_copy = self._encoder.main_copy
         launcher.preload = self._modules
         memory = MemoryGuard(setup.memory_limit, setup.memory_kill, launcher.shares_pages)
@@ -87,6 +92,12 @@ class ProcessBackend(Backend):
 
     def prepare(self, task: Task) -> None:
         self._encoder.prepare(task)
+        if self._levels is not None:
+            changed = self._levels.changed()
+            if changed is not None:
+                self._reactor.launcher.forward = changed
+                body = serialize.dumps(changed)
+                self._ex.broadcast(wire.frame(wire.LEVELS, 0, (body,)))
         module = _imported_from(task.fn)
         if module is not None and module not in self._modules:
             # The first task of this module's functions: while its worker imports the
@@ -147,7 +158,14 @@ class ProcessBackend(Backend):
             restarts, crashes = ex.history()
             alive = ex.table.count(WorkerState.IDLE, WorkerState.BUSY, WorkerState.CLAIMED)
             starting = ex.table.count(WorkerState.STARTING)
-        return EngineStats(alive, starting, restarts, crashes)
+        return EngineStats(
+            alive,
+            starting,
+            restarts,
+            crashes,
+            restarts_total=ex.restarts_total,
+            crashes_total=ex.crashes_total,
+        )
 
     def worker_pids(self) -> list[int]:
         with self._ex.table.lock:

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..._memory import cpu_seconds, resident_bytes
 from ..._task import Task
 from ..._worker import serialize, wire
 from ..base import Sink, WorkerSetup
@@ -81,6 +82,8 @@ class Exchange:
         self.one_at_a_time = setup.memory_limit is not None  # memory is checked between tasks
         self.crashes: deque[float] = deque()  # when workers died unexpectedly
         self.restarts: deque[float] = deque()  # when replacement workers were started
+        self.crashes_total = 0  # since the pool began
+        self.restarts_total = 0
         self.boot_failures = 0  # workers in a row that failed to start
 
     # -- handing out work (any thread) --------------------------------------------
@@ -370,8 +373,10 @@ class Exchange:
         return len(self.restarts), len(self.crashes)
 
     def describe_workers(self) -> list[dict[str, Any]]:
+        """One record per worker; its memory and CPU read from /proc (or psutil)."""
         with self.table.lock:
-            return [
+            workers = [w for w in self.table.all if w.state is not WorkerState.GONE]
+            described: list[dict[str, Any]] = [
                 {
                     "pid": w.proc.pid,
                     "state": w.state.value,
@@ -379,6 +384,21 @@ class Exchange:
                     "task_id": w.task.id if w.task is not None else None,
                     "queued": max(0, len(w.inflight) - 1),
                 }
-                for w in self.table.all
-                if w.state is not WorkerState.GONE
+                for w in workers
             ]
+        for worker, record in zip(workers, described, strict=True):
+            record["rss_bytes"] = resident_bytes(worker.proc.pid)
+            record["cpu_percent"] = _cpu_percent(worker)
+        return described
+
+
+def _cpu_percent(worker: Worker) -> float | None:
+    """Its CPU use since the last time it was described (the first time: since it began)."""
+    used = cpu_seconds(worker.proc.pid)
+    if used is None:
+        return None
+    now = time.monotonic()
+    when, before = worker.cpu_sample or (worker.started_at, 0.0)
+    worker.cpu_sample = (now, used)
+    elapsed = now - when
+    return round(100.0 * (used - before) / elapsed, 1) if elapsed > 0 else 0.0

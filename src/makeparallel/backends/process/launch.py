@@ -83,7 +83,14 @@ class Launcher:
     workers, which it forks when told to (``hurry``) or soon after.
     """
 
-    def __init__(self, pool_name: str, initializer: bytes | None, start: str, count: int) -> None:
+    def __init__(
+        self,
+        pool_name: str,
+        initializer: bytes | None,
+        start: str,
+        count: int,
+        forward: dict[str, int] | None = None,
+    ) -> None:
         self._pool_name = pool_name
         self._initializer = initializer
         self._next_index = 0
@@ -94,6 +101,8 @@ class Launcher:
         self.main_copy: dict[str, object] = {}
         #: modules tasks' functions come from: a new worker imports them as it starts
         self.preload: dict[str, None] = {}
+        #: the logging levels workers forward records at (None: they forward nothing)
+        self.forward = forward
         if start == "fork":
             self.first = self._fork_now(count)
 
@@ -218,6 +227,7 @@ class Launcher:
             "ignore_sigterm": _settings.workers_ignore_sigterm,
             "authkey": parent_authkey(),
             "preload": list(self.preload),
+            "forward": self.forward,
         }
         wire.send_all(parent_sock, wire.frame(wire.CONFIG, 0, (serialize.dumps(config),)))
         return index, parent_sock, child_sock

@@ -37,7 +37,7 @@ from typing import Any
 from ..._task import Task, describe_exit, stopped_at_shutdown, worker_crashed
 from ..._worker import wire
 from ...errors import BrokenPoolError, TaskError
-from . import codec
+from . import codec, forward
 from .exchange import Exchange
 from .launch import Launcher, Started, freeze, kill_tree, reap, thaw
 from .memory import INTERVAL as MEMORY_INTERVAL
@@ -259,8 +259,13 @@ class Reactor:
                 self._answered.append((task, *codec.outcome(task, kind, body, worker.label)))
         elif kind == wire.PROGRESS:
             ex.progress(worker, task_id, body)
+        elif kind == wire.LOG:
+            forward.deliver_log(body)
+        elif kind == wire.OUTPUT:
+            forward.deliver_output(body)
         elif kind == wire.READY:
             ex.ready(worker)
+            ex.sink.worker_event("worker_started", worker.proc.pid)
         elif kind == wire.SKIPPED:
             ex.skipped(worker, task_id)
         elif kind == wire.BOOT_FAILED:
@@ -298,11 +303,18 @@ class Reactor:
             behind = [t for t in sent[1 if head else 0 :] if t.stop_error is None]
             table.backlog.extendleft(reversed(behind))
             stopped = was in (WorkerState.RETIRING, WorkerState.STOPPING)
-            if not stopped and (head is None or head.stop_error is None):
+            crashed = not stopped and (head is None or head.stop_error is None)
+            if crashed:
                 ex.crashes.append(time.monotonic())
+                ex.crashes_total += 1
         self._forget(worker)
         returncode = reap(worker.proc)
         self._report()
+        if worker.booted:
+            reason = (
+                "crashed" if crashed else "retired" if was is WorkerState.RETIRING else "stopped"
+            )
+            ex.sink.worker_event("worker_exited", worker.proc.pid, reason)
         if not ex.closing:
             # First the replacement (it starts sooner), then the news for the task's caller.
             self._replace(worker, was, head, returncode)
@@ -387,6 +399,7 @@ class Reactor:
                     continue
                 if replacement:
                     ex.restarts.append(time.monotonic())
+                    ex.restarts_total += 1
             if self.launcher.forking:
                 self._take_forked(wait=True)  # the fork server answers in order
             try:

@@ -32,6 +32,7 @@ import enum
 import socket
 import subprocess
 import threading
+import time
 from collections import deque
 
 from ..._task import Task
@@ -75,6 +76,7 @@ class Worker:
     __slots__ = (
         "boot_error",
         "booted",
+        "cpu_sample",
         "functions",
         "head_since",
         "idle_since",
@@ -88,6 +90,7 @@ class Worker:
         "reading",
         "sent",
         "sock",
+        "started_at",
         "state",
         "tasks_done",
     )
@@ -110,6 +113,8 @@ class Worker:
         self.tasks_done = 0
         self.head_since = 0.0  # when its running task started, as far as the parent knows
         self.idle_since = 0.0
+        self.cpu_sample: tuple[float, float] | None = None  # (when, its CPU seconds then)
+        self.started_at = time.monotonic()
 
     @property
     def task(self) -> Task | None:
