@@ -185,6 +185,7 @@ ROUND_TRIP_CALLS = {
     "pebble": "schedule(...).result()",
     "loky": "submit(...).result()",
     "makeparallel": "submit(...).result()",
+    "makeparallel_quiet": "submit(...).result()",
 }
 
 COLD = (

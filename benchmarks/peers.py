@@ -108,11 +108,14 @@ def loky_new(workers: int) -> Started:
     return _executor(ProcessPoolExecutor(max_workers=workers))
 
 
-def makeparallel_pool(backend: str = "process", start: str = "spawn") -> Callable[[int], Started]:
+def makeparallel_pool(
+    backend: str = "process", start: str = "spawn", forward_logs: bool = True
+) -> Callable[[int], Started]:
     def started(workers: int) -> Started:
         import makeparallel as mp
 
-        return _executor(mp.Pool(workers=workers, backend=backend, start=start))
+        pool = mp.Pool(workers=workers, backend=backend, start=start, forward_logs=forward_logs)
+        return _executor(pool)
 
     return started
 
@@ -122,11 +125,24 @@ MULTIPROCESSING_POOL = Peer("mp_pool", "multiprocessing.Pool", multiprocessing_p
 PEBBLE = Peer("pebble", "pebble.ProcessPool", pebble_pool)
 LOKY = Peer("loky", "loky.get_reusable_executor", loky_reusable)
 MAKEPARALLEL = Peer("makeparallel", "makeparallel Pool", makeparallel_pool())
+# The same without forwarding workers' logs and output (metrics and events are always on)
+MAKEPARALLEL_QUIET = Peer(
+    "makeparallel_quiet",
+    "makeparallel Pool(forward_logs=False)",
+    makeparallel_pool(forward_logs=False),
+)
 
 # The process pools that take single submits, in the order each round runs them:
 # pools whose workers are a bare fork() of this process come before the ones
 # that leave threads of their own in it.
-SUBMITTING = (PROCESS_POOL_EXECUTOR, MULTIPROCESSING_POOL, PEBBLE, LOKY, MAKEPARALLEL)
+SUBMITTING = (
+    PROCESS_POOL_EXECUTOR,
+    MULTIPROCESSING_POOL,
+    PEBBLE,
+    LOKY,
+    MAKEPARALLEL,
+    MAKEPARALLEL_QUIET,
+)
 
 
 @contextlib.contextmanager

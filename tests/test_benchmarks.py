@@ -22,7 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 DOCS = BENCHMARKS.parent / "docs"
 
 # Each suite script, its tables, and the contenders each table must list.
-SUBMITTING = {"ppe", "mp_pool", "pebble", "loky", "makeparallel"}
+SUBMITTING = {"ppe", "mp_pool", "pebble", "loky", "makeparallel", "makeparallel_quiet"}
 WHOLE_PROGRAM_POOLS = {"makeparallel", "makeparallel_fork", "ppe_fork", "ppe_spawn"}
 WHOLE_PROGRAM_MAPS = WHOLE_PROGRAM_POOLS | {"serial", "ppe_forkserver", "mp_pool", "joblib"}
 EXPECTED_ROWS = {
