@@ -342,7 +342,7 @@ def first_batch_table(size: str, repetitions: int, workers: int) -> dict[str, An
     seconds = TASK_SECONDS[size]
     loops = workloads.calibrate(seconds)
     pools = (
-        ("makeparallel", "makeparallel Pool", "fresh interpreters"),
+        ("makeparallel", "makeparallel Pool", "default start: forked when safe (here: yes)"),
         ("makeparallel_fork", 'makeparallel Pool(start="fork")', FORKED),
         ("ppe_fork", "ProcessPoolExecutor (fork)", "every worker forked at the first submit"),
         (
@@ -403,7 +403,7 @@ def import_table(size: str, repetitions: int) -> dict[str, Any]:
 def global_tables(size: str, repetitions: int, workers: int) -> list[dict[str, Any]]:
     by_value = "a `__main__` function travels by value, with the globals it reads"
     pools = (
-        ("makeparallel", "makeparallel Pool", f"fresh interpreters; {by_value}"),
+        ("makeparallel", "makeparallel Pool", f"default start; {by_value}"),
         ("makeparallel_fork", 'makeparallel Pool(start="fork")', f"{FORKED}; {by_value}"),
         ("ppe_fork", "ProcessPoolExecutor (fork)", "every worker forked at the first submit"),
         ("ppe_spawn", "ProcessPoolExecutor (spawn)", "each worker imports the script again"),
