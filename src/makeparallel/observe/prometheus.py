@@ -46,7 +46,15 @@ from .record import MAX_FUNCTIONS, OTHER
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-__all__ = ["BREAKER_STATES", "BUCKETS", "MetricsServer", "register", "serve", "unregister"]
+__all__ = [
+    "BREAKER_STATES",
+    "BUCKETS",
+    "MetricsServer",
+    "PoolCollector",
+    "register",
+    "serve",
+    "unregister",
+]
 
 #: histogram bucket bounds in seconds, from a millisecond to five minutes
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -59,25 +67,16 @@ _FAMILIES = {
     "makeparallel_tasks_submitted": ("counter", "Tasks submitted", ("pool", "function")),
     "makeparallel_tasks_finished": (
         "counter",
-        "Tasks that ended, by outcome: succeeded, failed, cancelled, timed_out",
+        "Tasks ended, by outcome: succeeded, failed, cancelled, timed_out",
         ("pool", "function", "outcome"),
     ),
-    "makeparallel_task_retries": (
-        "counter",
-        "Failed attempts that were tried again",
-        ("pool", "function"),
-    ),
+    "makeparallel_task_retries": ("counter", "Attempts tried again", ("pool", "function")),
     "makeparallel_queue_depth": ("gauge", "Tasks waiting for a worker or a retry", ("pool",)),
-    "makeparallel_workers": ("gauge", "Workers by state: busy, idle, starting", ("pool", "state")),
-    "makeparallel_worker_busy_seconds": (
-        "counter",
-        "Seconds workers spent running tasks (added as each attempt ends)",
-        ("pool",),
-    ),
+    "makeparallel_workers": ("gauge", "Workers: busy, idle, starting", ("pool", "state")),
+    "makeparallel_worker_busy_seconds": ("counter", "Seconds spent running tasks", ("pool",)),
     "makeparallel_worker_restarts": (
         "counter",
-        "Workers replaced, by reason: crashed, or other (stopped for a timeout, a "
-        "cancellation or a memory limit, or recycled after max_tasks_per_worker)",
+        "Workers replaced: crashed, or other (stopped or recycled by the pool)",
         ("pool", "reason"),
     ),
 }
@@ -170,6 +169,7 @@ class PoolCollector(Collector):
         # A replacement is counted a moment after the crash it follows, so replacements
         # minus crashes may dip for an instant; a counter must not: keep its highest.
         self._other_restarts: weakref.WeakKeyDictionary[Pool, int] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()  # (two scrapes may run at once)
 
     def describe(self) -> Iterator[prometheus_client.Metric]:
         # The families, without samples: a registry can then refuse a second
@@ -210,7 +210,8 @@ class PoolCollector(Collector):
         add("makeparallel_workers", (name, "starting"), engine.starting)
         add("makeparallel_worker_busy_seconds", (name,), metrics.busy_seconds)
         other = metrics.worker_restarts - metrics.worker_crashes
-        other = self._other_restarts[pool] = max(other, self._other_restarts.get(pool, 0))
+        with self._lock:
+            other = self._other_restarts[pool] = max(other, self._other_restarts.get(pool, 0))
         add("makeparallel_worker_restarts", (name, "crashed"), metrics.worker_crashes)
         add("makeparallel_worker_restarts", (name, "other"), other)
 
@@ -262,8 +263,9 @@ def register(registry: CollectorRegistry | None = None) -> PoolCollector:
             registry.register(collector)
         except ValueError as exc:
             raise ValueError(
-                f"{registry!r} already has series named like makeparallel's ({exc}); "
-                "register makeparallel once per registry, with this function"
+                f"this registry already has series with makeparallel's names ({exc}); "
+                "add makeparallel's metrics to a registry only with register(), which "
+                "does nothing the second time"
             ) from None
         _collectors[registry] = collector
         add_listener(collector.durations)
@@ -313,7 +315,7 @@ def serve(
             raise
         raise OSError(
             exc.errno,
-            f"cannot serve Prometheus metrics on {addr}:{port}: port {port} is in use by "
-            "another program; pass another port, or port=0 for a free one",
+            f"cannot serve Prometheus metrics on {addr}:{port}: port {port} is in use; "
+            "pass another port, or port=0 for a free one",
         ) from exc
     return MetricsServer(server, thread, addr, server.server_port)
