@@ -20,6 +20,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -146,6 +147,14 @@ class CircuitState(enum.StrEnum):
     HALF_OPEN = "half_open"
 
 
+_breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()  # for exporters
+
+
+def live_breakers() -> list[CircuitBreaker]:
+    """Every circuit breaker not yet garbage-collected."""
+    return list(_breakers)
+
+
 class CircuitBreaker:
     """Stop calling a function that keeps failing; try again after ``reset_timeout`` seconds.
 
@@ -180,6 +189,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._trial_running = False
+        _breakers.add(self)
 
     @property
     def state(self) -> CircuitState:
