@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .observe.events import TaskEvent, add_listener, remove_listener
     from .observe.metrics import FunctionMetrics, Metrics, TaskInfo, Timing
     from .observe.overall import metrics
+    from .observe.profile import Profile, profile
     from .policies import CircuitBreaker, CircuitState, Exponential, Fixed, Retry
     from .pool import Pool, ShutdownSummary
     from .signals import install_signal_handlers
@@ -84,6 +85,8 @@ _WHERE = {
     "TaskInfo": "observe.metrics",
     "Timing": "observe.metrics",
     "metrics": "observe.overall",
+    "Profile": "observe.profile",
+    "profile": "observe.profile",
     "CircuitBreaker": "policies",
     "CircuitState": "policies",
     "Exponential": "policies",
@@ -112,6 +115,7 @@ __all__ = [
     "ParallelFunction",
     "Pool",
     "PoolFullError",
+    "Profile",
     "Retry",
     "SerializationError",
     "ShutdownSummary",
@@ -135,6 +139,7 @@ __all__ = [
     "metrics",
     "parallel",
     "parallel_map",
+    "profile",
     "remove_listener",
     "report_progress",
     "shutdown",

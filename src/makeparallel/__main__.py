@@ -1,4 +1,4 @@
-"""``python -m makeparallel demo | bench | doctor``."""
+"""``python -m makeparallel demo | bench | doctor | profile script.py [args]``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="a quick speed check of this machine (< 1 minute)")
     bench.add_argument("--rounds", type=int, default=3, help="repetitions (median is shown)")
     commands.add_parser("doctor", help="print what makeparallel sees on this machine")
+    profile = commands.add_parser(
+        "profile", help="run a script and print where its tasks' time went when it ends"
+    )
+    profile.add_argument("script", help="the Python script to run")
+    profile.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from . import _demo
@@ -27,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import _bench
 
         return _bench.run(rounds=max(1, args.rounds))
+    if args.command == "profile":
+        from .observe import profile_script
+
+        return profile_script.run(args.script, args.args)
     from . import _doctor
 
     return _doctor.run()

@@ -20,6 +20,7 @@ from .handle import Handle
 
 if TYPE_CHECKING:
     from ._timer import TimerEntry
+    from .observe.sampling import Sample
     from .policies import CircuitBreaker, Retry
 
 _event_lock = threading.Lock()
@@ -62,6 +63,7 @@ class Task:
         "id",
         "items",
         "kwargs",
+        "profile",
         "retry",
         "star",
         "stop_error",
@@ -106,6 +108,7 @@ class Task:
         self.stop_error: BaseException | None = None
         self.deadline_entry: TimerEntry | None = None
         self._cancel_event: threading.Event | None = None
+        self.profile: Sample | None = None  # set while a profile is active (observe.sampling)
         self.id = handle.task_id  # the handle's task id, read on every hop
 
     def __repr__(self) -> str:
@@ -155,6 +158,8 @@ class Task:
             self.fn_data,
         )
         fresh.fn_key, fresh.args_data, fresh.ctx_data = self.fn_key, self.args_data, self.ctx_data
+        if self.profile is not None:
+            fresh.profile = self.profile.again()
         return fresh
 
     def function_name(self) -> str:

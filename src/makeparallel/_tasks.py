@@ -41,6 +41,7 @@ from .errors import (
     TaskTimeoutError,
 )
 from .handle import Handle, TaskState
+from .observe import sampling
 from .observe.record import Recorder
 
 if TYPE_CHECKING:
@@ -78,7 +79,10 @@ class TaskBook:
 
     def enqueue(self, task: Task) -> None:
         try:
-            self.backend.prepare(task)
+            if sampling.sessions:  # a profile is active: this task's trip is timed
+                sampling.prepare(self.backend, task)
+            else:
+                self.backend.prepare(task)
         except SerializationError as error:
             self.refuse(task, error)
             return
@@ -161,6 +165,8 @@ class TaskBook:
     def finished(self, task: Task, ok: bool, value: Any) -> None:
         if not self._release(task):
             return  # an attempt that was already stopped (timeout, cancel) reports late
+        if task.profile is not None:  # (before settling: a waiter may end the profile)
+            sampling.finished(task)
         self._settle(task, ok, value)
         self.after_change()
 

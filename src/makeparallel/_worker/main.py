@@ -21,7 +21,7 @@ import os
 import select
 import sys
 from collections import deque
-from time import perf_counter
+from time import monotonic, perf_counter
 
 from . import context as task_api
 from . import forward, serialize, state, wire
@@ -219,7 +219,7 @@ class _Inbox:
         frames, ended = self.reader.read(self.channel.sock)
         self.ended = self.ended or ended
         for message in frames:
-            if message[0] in (wire.TASK, wire.CHUNK):
+            if message[0] in wire.TASK_KINDS:
                 _remember(message[2])
             if message[0] == wire.CANCEL:
                 self._skip(message[1])
@@ -256,7 +256,7 @@ class _Inbox:
 
     def _skip(self, task_id: int) -> None:
         for message in self.queue:
-            if message[1] == task_id and message[0] in (wire.TASK, wire.CHUNK):
+            if message[1] == task_id and message[0] in wire.TASK_KINDS:
                 self.queue.remove(message)
                 self.channel.send(wire.frame(wire.SKIPPED, task_id, ()))
                 return
@@ -273,6 +273,8 @@ def _serve(channel: _Channel, name: str) -> None:
         kind, task_id, body = message
         if kind in (wire.TASK, wire.CHUNK):
             reply = _run(channel, kind, task_id, body)
+        elif kind in wire.TASK_KINDS:
+            reply = _run_timed(channel, kind & ~wire.TIMED, task_id, body)
         elif kind == wire.PRELOAD:
             preload(body.decode())
             continue
@@ -339,6 +341,26 @@ def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[wi
         forward.finished()  # and what it printed
 
 
+# A profiled task's clock readings (None: not profiled), and when the last one ended
+_marks: list[float] | None = None
+_last_timed = 0.0
+
+
+def _run_timed(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[wire.Buffer]:
+    """``_run`` for a task being profiled: its answer carries the worker's clock readings."""
+    global _marks, _last_timed
+    marks = [monotonic()]
+    _marks = marks
+    try:
+        reply = _run(channel, kind, task_id, body)
+    finally:
+        _marks = None
+    ended = monotonic()
+    wire.with_timing(reply, _last_timed, marks, ended)
+    _last_timed = ended
+    return reply
+
+
 def _load_function(key: int, data: memoryview) -> Callable[..., Any]:
     if not key:
         return _plain(serialize.loads(data))
@@ -358,10 +380,15 @@ def _plain(fn: Any) -> Callable[..., Any]:
 def _run_call(
     task_id: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[wire.Buffer]:
+    marks = _marks
+    if marks is not None:
+        marks.append(monotonic())
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:
         return wire.frame(wire.ERROR, task_id, (remote_error(exc, "run"),))
+    if marks is not None:
+        marks.append(monotonic())
     try:
         data, buffers = serialize.dumps_with_buffers(value)
     except BaseException as exc:
@@ -372,7 +399,12 @@ def _run_call(
 def _run_items(
     task_id: int, fn: Callable[..., Any], star: bool, items: list[Any]
 ) -> list[wire.Buffer]:
+    marks = _marks
+    if marks is not None:
+        marks.append(monotonic())
     values, errors, seconds = run_items(fn, star, items, lambda exc, _: remote_error(exc, "run"))
+    if marks is not None:
+        marks.append(monotonic())
     try:
         data = serialize.dumps((values, errors, seconds))
     except BaseException:

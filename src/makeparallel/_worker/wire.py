@@ -39,6 +39,14 @@ CANCEL = ord("K")  # skip this task if it has not started (it waits behind anoth
 AUTHKEY = ord("A")  # the parent's multiprocessing authkey, for its Manager's objects
 PRELOAD = ord("L")  # import this module now: tasks of its functions are coming
 LEVELS = ord("V")  # the parent's logging levels changed (forward_logs)
+# A profiled task goes out as TASK | TIMED (or CHUNK | TIMED); its answer, of the usual
+# kind, then ends with TIMING: the worker's clock readings (time.monotonic, the same
+# clock in every process of the machine): when it ended its previous profiled task, began
+# this one, began and ended its function, and ended. Unprofiled tasks and their answers
+# are exactly as before.
+TIMED = 0x80
+TIMING = struct.Struct("!ddddd")
+TASK_KINDS = (TASK, CHUNK, TASK | TIMED, CHUNK | TIMED)
 # worker -> parent
 READY = ord("R")
 BOOT_FAILED = ord("B")
@@ -129,6 +137,20 @@ def task_frame(
     size = TASK_HEAD.size + len(fn_data) + len(ctx_data) + sum(map(len, args))
     head = TASK_FRAME_HEAD.pack(size, kind, task_id, len(fn_data), len(ctx_data), attempt, fn_key)
     return (head, fn_data, ctx_data, *args)
+
+
+def with_timing(reply: list[Buffer], previous: float, marks: list[float], ended: float) -> None:
+    """Append the worker's clock readings to the answer ``reply`` of a TIMED task.
+
+    ``marks``: when the task began, then before and after its function ran
+    (fewer if loading the task failed or the function raised).
+    """
+    began = marks[0]
+    run_from = marks[1] if len(marks) > 1 else ended
+    run_to = marks[2] if len(marks) > 2 else ended
+    size, kind, task_id = HEADER.unpack(reply[0])
+    reply[0] = HEADER.pack(size + TIMING.size, kind, task_id)
+    reply.append(TIMING.pack(previous, began, run_from, run_to, ended))
 
 
 def send_all(sock: socket, buffers: list[Buffer]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -141,6 +142,8 @@ def frames(tasks: list[Task], known: dict[int, None]) -> list[wire.Buffer]:
         assert task.args_data is not None
         assert task.ctx_data is not None
         kind = wire.TASK if task.items is None else wire.CHUNK
+        if task.profile is not None:
+            kind |= wire.TIMED  # the answer will carry the worker's timings
         key = task.fn_key
         fn_data = task.fn_data
         if key:
@@ -163,6 +166,9 @@ def cancel_frame(task: Task) -> list[wire.Buffer]:
 
 def outcome(task: Task, kind: int, body: bytearray, worker: str) -> tuple[bool, Any]:
     """How ``task`` ended, from its answer: ``(True, value)`` or ``(False, exception)``."""
+    sample = task.profile
+    if sample is not None:
+        sample.answer(body)  # (the worker's timings, taken off the end)
     if task.stop_error is not None:
         return False, task.stop_error  # asked to stop, but it finished first: as asked
     if kind == wire.ERROR:
@@ -183,6 +189,8 @@ def outcome(task: Task, kind: int, body: bytearray, worker: str) -> tuple[bool, 
         base = task.first_index
         errors = {i: from_remote(task, blob, worker, base + i) for i, blob in blobs.items()}
         value = (values, errors, seconds)
+    if sample is not None:
+        sample.loaded = time.monotonic()
     return True, value
 
 
