@@ -101,7 +101,8 @@ class TaskBook:
 
     def refuse(self, task: Task, error: BaseException) -> None:
         """A submitted task fails before it is queued (it cannot be sent, its breaker is open)."""
-        self.recorder.attach(task)
+        with self.lock:
+            self.recorder.attach(task)  # (its submitted count is written under this lock)
         task.handle._fail(error)
 
     def _wait_for_room(self, task: Task) -> None:

@@ -135,6 +135,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
         Callable[[Handle[Any], TaskState, TaskState, float, BaseException | None], None] | None
     ) = None
     _function = ""  # the task's function, as metrics and events name it
+    _tally: Any = None  # where the pool counts the function's tasks
     _queued_at = 0.0  # when the attempt to come was queued (monotonic)
 
     def __init__(

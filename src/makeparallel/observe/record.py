@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from ..handle import Handle, TaskState
 from .events import Listener, TaskEvent, dispatcher, global_listeners
 
+_GLOBAL = global_listeners()  # the list mp.add_listener adds to (the same list object)
+
 if TYPE_CHECKING:
     from .._task import Task
 
@@ -73,6 +75,9 @@ def worker_pid(handle: Handle[Any]) -> int | None:
     return None
 
 
+_RUNNING, _PENDING = TaskState.RUNNING, TaskState.PENDING
+
+
 class Recorder:
     def __init__(self, pool: str) -> None:
         self.pool = pool
@@ -80,21 +85,31 @@ class Recorder:
         self.total = Tally(WINDOW)
         self.functions: dict[str, Tally] = {}
         self.listeners: list[Listener] = []  # this pool's (pool.add_listener)
-        self._names: dict[object, str] = {}  # a function's code -> its name, for speed
+        # a function's code -> (its name, its tally): one lookup per submit
+        self._by_code: dict[object, tuple[str, Tally]] = {}
+        self._observe = self.moved  # (one bound method for every handle)
 
     # -- the pool calls these ------------------------------------------------------
+    # Kept lean: they run for every task (a lookup, a lock, a few increments);
+    # events are made only while some listener exists.
 
     def attach(self, task: Task) -> None:
         """``task`` was submitted: count it, and follow its handle from now on."""
         handle = task.handle
-        name = self._name_of(task.fn)
+        fn = task.fn
+        code = getattr(fn, "__code__", None)  # (the same code: the same qualified name)
+        entry = self._by_code.get(code) if code is not None else None
+        if entry is None:
+            entry = self._entry(fn, code)
+        name, tally = entry
         handle._function = name
+        handle._tally = tally
         handle._queued_at = time.monotonic()
-        handle._observer = self.moved
-        with self.lock:
-            self.total.counts[SUBMITTED] += 1
-            self._tally(name).counts[SUBMITTED] += 1
-        if self.listeners or global_listeners():
+        handle._observer = self._observe
+        # (the caller holds the pool's queue lock, the one writer of these two counts)
+        self.total.counts[SUBMITTED] += 1
+        tally.counts[SUBMITTED] += 1
+        if self.listeners or _GLOBAL:
             self._send(TaskEvent("submitted", self.pool, handle.task_id, handle.name, name))
 
     def moved(
@@ -106,54 +121,75 @@ class Recorder:
         error: BaseException | None,
     ) -> None:
         """A handle changed state (called under its lock, by ``Handle._move``)."""
-        wait = run = None
-        if new is TaskState.RUNNING:
+        tally: Tally = handle._tally
+        total = self.total
+        if new is _RUNNING:  # the most frequent move, kept shortest
             wait = now - handle._queued_at
-            with self.lock:
-                tally = self._tally(handle._function)
-                self.total.waits.append(wait)
-                tally.waits.append(wait)
-            kind, outcome = "started", None
-        elif new is TaskState.PENDING:  # this attempt failed; another comes
+            total.waits.append(wait)  # (a deque's append needs no lock of ours)
+            tally.waits.append(wait)
+            if self.listeners or _GLOBAL:
+                self._event("started", handle, wait, None, None, error)
+            return
+        run = outcome = None
+        if new is _PENDING:  # this attempt failed; another comes
             run = now - (handle._started_at or now)
             handle._queued_at = now
             with self.lock:
-                for each in (self.total, self._tally(handle._function)):
-                    each.counts[RETRIED] += 1
-                    each.busy_seconds += run
-                    each.runs.append(run)
-            kind, outcome = "retried", None
+                total.counts[RETRIED] += 1
+                tally.counts[RETRIED] += 1
+                total.busy_seconds += run
+                tally.busy_seconds += run
+            total.runs.append(run)
+            tally.runs.append(run)
+            kind = "retried"
         else:
             counter, outcome = _ENDS[new]
-            if old is TaskState.RUNNING:
+            if old is _RUNNING:
                 run = now - (handle._started_at or now)
-            with self.lock:
-                tally = self._tally(handle._function)
-                for each in (self.total, tally):
-                    each.counts[counter] += 1
-                    if run is not None:
-                        each.busy_seconds += run
-                        each.runs.append(run)
+                with self.lock:
+                    total.counts[counter] += 1
+                    tally.counts[counter] += 1
+                    total.busy_seconds += run
+                    tally.busy_seconds += run
+                total.runs.append(run)
+                tally.runs.append(run)
+            else:
+                with self.lock:
+                    total.counts[counter] += 1
+                    tally.counts[counter] += 1
             kind = "finished"
-        if self.listeners or global_listeners():
-            self._send(
-                TaskEvent(
-                    kind,
-                    self.pool,
-                    handle.task_id,
-                    handle.name,
-                    handle._function,
-                    handle._attempts,
-                    worker_pid(handle),
-                    wait,
-                    run,
-                    outcome,
-                    None if error is None else type(error).__name__,
-                )
+        if self.listeners or _GLOBAL:
+            started = handle._started_at if run is not None else None
+            wait = None if started is None else max(0.0, started - handle._queued_at)
+            self._event(kind, handle, wait, run, outcome, error)
+
+    def _event(
+        self,
+        kind: str,
+        handle: Handle[Any],
+        wait: float | None,
+        run: float | None,
+        outcome: str | None,
+        error: BaseException | None,
+    ) -> None:
+        self._send(
+            TaskEvent(
+                kind,
+                self.pool,
+                handle.task_id,
+                handle.name,
+                handle._function,
+                handle._attempts,
+                worker_pid(handle),
+                wait,
+                run,
+                outcome,
+                None if error is None else type(error).__name__,
             )
+        )
 
     def worker_event(self, kind: str, pid: int | None, reason: str | None = None) -> None:
-        if self.listeners or global_listeners():
+        if self.listeners or _GLOBAL:
             self._send(TaskEvent(kind, self.pool, worker_pid=pid, outcome=reason))
 
     # -- reading ------------------------------------------------------------------------
@@ -169,22 +205,18 @@ class Recorder:
         event = event._replace(time=time.time())
         dispatcher.send(event, (*self.listeners, *global_listeners()))
 
-    def _name_of(self, fn: object) -> str:
-        code = getattr(fn, "__code__", None)  # (the same code: the same qualified name)
-        name = self._names.get(code) if code is not None else None
-        if name is None:
-            name = function_name(fn)
-            if code is not None and len(self._names) < 4 * MAX_FUNCTIONS:
-                self._names[code] = name
-        return name
-
-    def _tally(self, name: str) -> Tally:
-        """Called with the lock held."""
-        tally = self.functions.get(name)
-        if tally is None:
-            if len(self.functions) >= MAX_FUNCTIONS:
-                name = OTHER
-                tally = self.functions.get(OTHER)
+    def _entry(self, fn: object, code: object) -> tuple[str, Tally]:
+        name = function_name(fn)
+        with self.lock:
+            tally = self.functions.get(name)
             if tally is None:
-                tally = self.functions[name] = Tally(FUNCTION_WINDOW)
-        return tally
+                if len(self.functions) >= MAX_FUNCTIONS:
+                    tally = self.functions.get(OTHER)
+                    if tally is None:
+                        tally = self.functions[OTHER] = Tally(FUNCTION_WINDOW)
+                else:
+                    tally = self.functions[name] = Tally(FUNCTION_WINDOW)
+        entry = (name, tally)
+        if code is not None and len(self._by_code) < 4 * MAX_FUNCTIONS:
+            self._by_code[code] = entry
+        return entry
