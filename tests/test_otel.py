@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -214,3 +216,12 @@ def test_uninstrumented_tasks_make_no_spans() -> None:
     assert task_spans(exporter.get_finished_spans()) == []
     # the thread engine still runs the task in the submitter's context
     assert trace_id == request.get_span_context().trace_id
+
+
+def test_without_opentelemetry_the_missing_package_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "makeparallel.observe.otel")
+    with pytest.raises(ImportError, match=r'pip install "makeparallel\[otel\]"'):
+        importlib.import_module("makeparallel.observe.otel")

@@ -26,7 +26,7 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import trace
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-except ImportError as missing:  # pragma: no cover - the otel extra is not installed
+except ImportError as missing:
     raise ImportError(
         "makeparallel.observe.otel needs OpenTelemetry's API: "
         'pip install "makeparallel[otel]" (and an SDK or distro to export the spans)'
