@@ -61,7 +61,7 @@ class _Tracing:
     # -- the submit hook (the caller's thread) ---------------------------------------------
 
     def submitted(self, task: Task, pool: str) -> None:
-        if task.trace is not None:
+        if task.trace is not None or not self.active:
             return
         try:
             handle = task.handle
@@ -78,7 +78,11 @@ class _Tracing:
             )
             task.trace = inject(trace.set_span_in_context(span, otel_context.get_current()))
             with self.lock:
-                self.spans[task.id] = (span, handle)
+                kept = self.active  # (uninstrumented since: its listener may be gone)
+                if kept:
+                    self.spans[task.id] = (span, handle)
+            if not kept:
+                span.end()
         except Exception:
             logger.exception("makeparallel could not start a span for task %d", task.id)
 
