@@ -24,6 +24,7 @@ WORKER_MODULES = (
     "makeparallel._worker.context",
     "makeparallel._worker.chunk",
     "makeparallel._worker.process_tree",
+    "makeparallel._worker.forward",
 )
 
 

@@ -9,6 +9,7 @@ task id and name, function, worker, attempt, a short repr of the arguments.
 
 from __future__ import annotations
 
+import contextvars
 import signal
 import threading
 from collections.abc import Callable
@@ -67,7 +68,9 @@ class Task:
         "retry",
         "star",
         "stop_error",
+        "submit_context",
         "timeout",
+        "trace",
         "worker",
     )
 
@@ -109,6 +112,10 @@ class Task:
         self.deadline_entry: TimerEntry | None = None
         self._cancel_event: threading.Event | None = None
         self.profile: Sample | None = None  # set while a profile is active (observe.sampling)
+        # the submitter's contextvars, for engines that run the task in this process
+        self.submit_context: contextvars.Context | None = None
+        # the trace context of the task's span (observe.otel), as W3C headers
+        self.trace: dict[str, str] | None = None
         self.id = handle.task_id  # the handle's task id, read on every hop
 
     def __repr__(self) -> str:
@@ -160,6 +167,7 @@ class Task:
         fresh.fn_key, fresh.args_data, fresh.ctx_data = self.fn_key, self.args_data, self.ctx_data
         if self.profile is not None:
             fresh.profile = self.profile.again()
+        fresh.submit_context, fresh.trace = self.submit_context, self.trace
         return fresh
 
     def function_name(self) -> str:

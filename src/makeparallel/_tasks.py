@@ -29,7 +29,7 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import _lifetime
+from . import _lifetime, _submit_hook
 from ._decision import Decision, decide
 from ._task import Task, stopped_at_shutdown
 from ._timer import Timer
@@ -78,6 +78,18 @@ class TaskBook:
     # -- queueing ----------------------------------------------------------------------
 
     def enqueue(self, task: Task) -> None:
+        watcher = _submit_hook.watcher
+        if watcher is None:
+            self._enqueue(task)
+            return
+        watcher.submitted(task, self.name)
+        try:
+            self._enqueue(task)
+        except BaseException as error:
+            watcher.not_queued(task, error)
+            raise
+
+    def _enqueue(self, task: Task) -> None:
         try:
             if sampling.sessions:  # a profile is active: this task's trip is timed
                 sampling.prepare(self.backend, task)

@@ -322,7 +322,7 @@ def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[wi
         view = memoryview(body)
         start = wire.TASK_HEAD.size
         fn = _load_function(fn_key, view[start : start + fn_len])
-        name, metadata = serialize.loads(view[start + fn_len : start + fn_len + ctx_len])
+        name, metadata, *trace = serialize.loads(view[start + fn_len : start + fn_len + ctx_len])
         payload = serialize.loads(*wire.unblob(view[start + fn_len + ctx_len :]))
     except BaseException as exc:
         return wire.frame(wire.ERROR, task_id, (remote_error(exc, "load"),))
@@ -330,6 +330,7 @@ def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[wi
         task_id, name, metadata, attempt, channel.label, channel.progress_sink(task_id)
     )
     forward.running(task_id, name)
+    span = _traced(trace[0]) if trace else None
     try:
         if kind == wire.TASK:
             args, kwargs = payload
@@ -337,6 +338,8 @@ def _run(channel: _Channel, kind: int, task_id: int, body: bytearray) -> list[wi
         star, items = payload
         return _run_items(task_id, fn, star, items)
     finally:
+        if span is not None:
+            span()
         task_api.leave(context, token)  # the last progress value goes out before the result
         forward.finished()  # and what it printed
 
@@ -359,6 +362,13 @@ def _run_timed(channel: _Channel, kind: int, task_id: int, body: bytearray) -> l
     wire.with_timing(reply, _last_timed, marks, ended)
     _last_timed = ended
     return reply
+
+
+def _traced(headers: dict[str, str]) -> Callable[[], None] | None:
+    """Make the task span's trace context current (only traced tasks load opentelemetry)."""
+    from .trace import enter
+
+    return enter(headers)
 
 
 def _load_function(key: int, data: memoryview) -> Callable[..., Any]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from .._task import Task, annotate, context_note
 from .._worker import context as task_api
+from .._worker import trace
 from .._worker.chunk import run_items
 
 
@@ -24,9 +25,12 @@ def run_here(task: Task, worker: str | None) -> tuple[bool, Any]:
         handle._set_progress,
         task.cancel_event,
     )
+    span = None if task.trace is None else trace.enter(task.trace)
     try:
         return _call(task, worker)
     finally:
+        if span is not None:
+            span()
         task_api.leave(context, token)
 
 

@@ -17,6 +17,7 @@ shutdown. It leaves when its task returns.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import threading
@@ -47,6 +48,11 @@ class ThreadBackend(Backend):
         self._stuck: set[threading.Thread] = set()  # running a task that was stopped
         for _ in range(self._min):
             self._start_thread()
+
+    def prepare(self, task: Task) -> None:
+        # As asyncio.to_thread does: the task sees the submitter's context variables
+        # (a request id, an OpenTelemetry span), as they were at submit.
+        task.submit_context = contextvars.copy_context()
 
     def _start_thread(self) -> None:
         thread = threading.Thread(
@@ -138,7 +144,13 @@ class ThreadBackend(Backend):
             task.assign(name)
             with self._wake:
                 self._running[task.id] = me
-            ok, value = run_here(task, name)
+            # Each attempt in a copy of its own: a retry starts from the submitter's
+            # values, and may run while a stopped attempt is still inside the first.
+            context = task.submit_context
+            if context is None:
+                ok, value = run_here(task, name)
+            else:
+                ok, value = context.copy().run(run_here, task, name)
             with self._wake:
                 stuck = me in self._stuck
                 self._stuck.discard(me)

@@ -160,8 +160,8 @@ class Recorder:
             kind = "finished"
         if self.listeners or _GLOBAL:
             started = handle._started_at if run is not None else None
-            wait = None if started is None else max(0.0, started - handle._queued_at)
-            self._event(kind, handle, wait, run, outcome, error)
+            waited = None if started is None else max(0.0, started - handle._queued_at)
+            self._event(kind, handle, waited, run, outcome, error)
 
     def _event(
         self,

@@ -68,11 +68,14 @@ class Encoder:
         except Exception as problem:
             raise unpicklable_arguments(task, problem) from problem
         metadata = task.handle.metadata
-        if not metadata:
+        if not metadata and task.trace is None:
             task.ctx_data = _plain_context(task.handle.name)
             return
+        context: tuple[object, ...] = (task.handle.name, dict(metadata))
+        if task.trace is not None:
+            context += (task.trace,)  # the task span's trace context (observe.otel)
         try:
-            task.ctx_data = serialize.dumps((task.handle.name, dict(metadata)))
+            task.ctx_data = serialize.dumps(context)
         except Exception as problem:
             raise SerializationError(
                 f"{task.describe()}: its metadata cannot be sent to a worker process "
