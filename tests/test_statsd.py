@@ -166,13 +166,15 @@ def test_a_real_statsd_client_sends_udp_datagrams() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
         server.bind(("127.0.0.1", 0))
         port = server.getsockname()[1]
-        reporter = mp_statsd.attach(statsd.StatsClient("127.0.0.1", port), prefix="udp")
+        client = statsd.StatsClient("127.0.0.1", port)
+        reporter = mp_statsd.attach(client, prefix="udp")
         try:
             with mp.Pool(workers=1, backend="thread", name="wire") as pool:
                 assert pool.submit(square, 4).result(timeout=DEADLINE) == 16
             assert flush_events(DEADLINE)
         finally:
             reporter.detach()
+            client.close()
         # flush_events returned: every datagram was sent, and on loopback it has arrived
         server.setblocking(False)
         received: list[str] = []

@@ -87,6 +87,7 @@ class StatsdReporter:
         self._lock = threading.Lock()
         self._attached = True
         self._failed = False
+        self._owns_client = False
 
     def detach(self) -> None:
         """Stop sending metrics."""
@@ -98,6 +99,9 @@ class StatsdReporter:
             self._pool.remove_listener(self)
         else:
             remove_listener(self)
+        close = getattr(self.client, "close", None)
+        if self._owns_client and callable(close):
+            close()  # its socket (a client passed in stays the caller's)
 
     def __call__(self, event: TaskEvent) -> None:
         try:
@@ -126,7 +130,7 @@ class StatsdReporter:
             client.incr(f"{base}.workers.{safe_name(event.outcome or 'exited')}")
             return
         client.incr(f"{base}.tasks.{event.outcome if kind == 'finished' else kind}")
-        if event.wait_seconds is not None:
+        if kind == "started" and event.wait_seconds is not None:  # (once per attempt)
             client.timing(f"{base}.tasks.wait", event.wait_seconds * 1000.0)
         if event.run_seconds is not None:
             client.timing(f"{base}.tasks.run", event.run_seconds * 1000.0)
@@ -188,12 +192,14 @@ def attach(
     """
     if not isinstance(prefix, str) or not prefix:
         raise TypeError(f"prefix must be a non-empty string, got {prefix!r}")
+    made = False  # the client was made here: detach() closes it
     if client is None:
         try:
             import statsd  # type: ignore[import-untyped, unused-ignore]
         except ImportError as missing:
             raise ImportError(_INSTALL) from missing
         client = statsd.StatsClient()
+        made = True
     for method in ("incr", "timing", "gauge"):
         if not callable(getattr(client, method, None)):
             raise TypeError(
@@ -202,6 +208,7 @@ def attach(
             )
     assert client is not None
     reporter = StatsdReporter(client, prefix.rstrip("."), pool, functions)
+    reporter._owns_client = made
     if pool is not None:
         pool.add_listener(reporter)
     else:
