@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cas
 from . import _mapping, _settings
 from ._arguments import check_start, check_workers
 from ._checks import check_seconds, check_timeout
+from ._options import BackendSpec, Options, check_backend, check_function, make_options
 from ._worker import serialize
-from .backends import ENGINE_NAMES, resolve_kind
+from .backends import resolve_kind
 from .handle import Handle
 from .pool import Pool, ShutdownSummary, live_pools
 
@@ -43,8 +44,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-BackendSpec = str | concurrent.futures.Executor
-
 
 # -- the default pools ---------------------------------------------------------
 
@@ -53,16 +52,6 @@ _default_pools: dict[str, Pool] = {}
 _default_workers: int | None = None
 _default_backend: BackendSpec = "auto"
 _default_start = "auto"
-
-
-def _check_backend(backend: object) -> None:
-    if isinstance(backend, concurrent.futures.Executor):
-        return
-    if not isinstance(backend, str) or backend not in ENGINE_NAMES:
-        raise ValueError(
-            f"unknown backend {backend!r}: use one of {', '.join(map(repr, ENGINE_NAMES))} "
-            "or pass a concurrent.futures.Executor instance"
-        )
 
 
 def default_pool(backend: BackendSpec | None = None) -> Pool:
@@ -108,7 +97,7 @@ def configure(
     if start is not None:
         _default_start = check_start(start)
     if backend is not None:
-        _check_backend(backend)
+        check_backend(backend)
     if exit_timeout is not _KEEP:
         _settings.exit_timeout = (
             None if exit_timeout is None else check_seconds("exit_timeout", exit_timeout)
@@ -151,117 +140,13 @@ os.register_at_fork(after_in_child=_forget_pools_in_child)
 # -- @parallel ------------------------------------------------------------------
 
 
-_OPTION_NAMES = ("name", "metadata", "backend", "pool", "timeout", "retry", "circuit_breaker")
-
-
-class _Options:
-    """A ``@parallel`` function's options; never changed once made (``changed`` copies)."""
-
-    __slots__ = _OPTION_NAMES
-
-    def __init__(
-        self,
-        name: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        backend: BackendSpec | None = None,
-        pool: Pool | None = None,
-        timeout: float | None = None,
-        retry: Retry | None = None,
-        circuit_breaker: CircuitBreaker | None = None,
-    ) -> None:
-        self.name = name
-        self.metadata: Mapping[str, Any] = {} if metadata is None else metadata
-        self.backend = backend
-        self.pool = pool
-        self.timeout = timeout
-        self.retry = retry
-        self.circuit_breaker = circuit_breaker
-
-    def changed(self, **changes: Any) -> _Options:
-        values = {name: getattr(self, name) for name in _OPTION_NAMES}
-        return _Options(**{**values, **changes})
-
-
-def _make_options(base: _Options, overrides: dict[str, Any]) -> _Options:
-    unknown = sorted(set(overrides) - set(_OPTION_NAMES))
-    if unknown:
-        raise TypeError(
-            f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(_OPTION_NAMES)}"
-        )
-    if "name" in overrides and not isinstance(overrides["name"], str | None):
-        raise TypeError(f"name must be a string, got {type(overrides['name']).__name__}")
-    if "metadata" in overrides:
-        metadata = overrides["metadata"]
-        if metadata is None:
-            metadata = {}
-        if not isinstance(metadata, Mapping):
-            raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
-        overrides["metadata"] = {**base.metadata, **metadata}
-    if overrides.get("backend") is not None:
-        _check_backend(overrides["backend"])
-    if overrides.get("pool") is not None and not isinstance(overrides["pool"], Pool):
-        raise TypeError(f"pool must be a makeparallel.Pool, got {type(overrides['pool']).__name__}")
-    if "timeout" in overrides:
-        overrides["timeout"] = check_timeout(overrides["timeout"])
-    if overrides.get("retry") is not None or overrides.get("circuit_breaker") is not None:
-        _check_policies(overrides)
-    return base.changed(**overrides)
-
-
-def _check_policies(overrides: dict[str, Any]) -> None:
-    from .policies import CircuitBreaker, Retry  # (loaded only by programs that use them)
-
-    if overrides.get("retry") is not None and not isinstance(overrides["retry"], Retry):
-        raise TypeError(
-            f"retry must be a makeparallel.Retry, got {type(overrides['retry']).__name__}; "
-            "e.g. retry=mp.Retry(attempts=3)"
-        )
-    breaker = overrides.get("circuit_breaker")
-    if breaker is not None and not isinstance(breaker, CircuitBreaker):
-        raise TypeError(
-            f"circuit_breaker must be a makeparallel.CircuitBreaker, got {type(breaker).__name__}"
-        )
-
-
-def _check_function(fn: object) -> None:
-    if not callable(fn):
-        raise TypeError(f"@parallel needs a function, got {type(fn).__name__}: {fn!r}")
-    flags = _code_flags(fn)
-    if flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR):
-        raise TypeError(
-            f"{getattr(fn, '__qualname__', fn)!r} is a generator function: its values cannot "
-            "stream back from a worker. Return a list instead, or use mp.imap over the inputs."
-        )
-    inspect = sys.modules.get("inspect")  # (marked ones: inspect.markcoroutinefunction)
-    if flags & _CO_COROUTINE or (inspect is not None and inspect.iscoroutinefunction(fn)):
-        raise TypeError(
-            f"{getattr(fn, '__qualname__', fn)!r} is an 'async def' function: run it with "
-            "asyncio; makeparallel runs regular functions (and its handles can be awaited)."
-        )
-
-
-# Code flags, as inspect names them (CO_*): read here, where importing inspect would
-# add a tenth to the time ``import makeparallel`` takes.
-_CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200
-
-
-def _code_flags(fn: object) -> int:
-    """The flags of the code ``fn`` runs (through partials and bound methods); 0 if none."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    fn = getattr(fn, "__func__", fn)
-    code = getattr(fn, "__code__", None)
-    flags = getattr(code, "co_flags", 0)
-    return flags if isinstance(flags, int) else 0
-
-
 class ParallelFunction(Generic[P, R]):
     """A function whose calls run on a pool and return a ``Handle`` at once."""
 
     _makeparallel_wrapper = True  # what workers look for to unwrap
 
-    def __init__(self, fn: Callable[P, R], options: _Options) -> None:
-        _check_function(fn)
+    def __init__(self, fn: Callable[P, R], options: Options) -> None:
+        check_function(fn)
         functools.update_wrapper(self, fn)
         self.__wrapped__: Callable[P, R] = fn
         self.__qualname__: str = getattr(fn, "__qualname__", type(fn).__qualname__)
@@ -279,11 +164,9 @@ class ParallelFunction(Generic[P, R]):
         Options never mix with the function's own keyword arguments:
         ``fn.options(name="x")(name="y")`` passes ``name="y"`` to ``fn``.
         """
-        return _Call(self, _make_options(self._options, overrides))
+        return _Call(self, make_options(self._options, overrides))
 
-    def _submit(
-        self, options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Handle[R]:
+    def _submit(self, options: Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Handle[R]:
         pool = options.pool or default_pool(options.backend)
         return pool._submit_call(
             self.__wrapped__,
@@ -333,7 +216,7 @@ class ParallelFunction(Generic[P, R]):
         return f"<parallel function {self.__module__}.{self.__qualname__}>"
 
 
-def _rebuild(fn: Callable[..., Any], options: _Options) -> ParallelFunction[..., Any]:
+def _rebuild(fn: Callable[..., Any], options: Options) -> ParallelFunction[..., Any]:
     return ParallelFunction(fn, options.changed(pool=None))
 
 
@@ -342,7 +225,7 @@ class _Call(Generic[P, R]):
 
     _makeparallel_wrapper = True
 
-    def __init__(self, function: ParallelFunction[P, R], options: _Options) -> None:
+    def __init__(self, function: ParallelFunction[P, R], options: Options) -> None:
         self._function = function
         self._options = options
         self.__wrapped__ = function.__wrapped__
@@ -400,7 +283,7 @@ def parallel(
         "pool": pool,
         "circuit_breaker": circuit_breaker,
     }
-    options = _make_options(_Options(), {k: v for k, v in given.items() if v is not None})
+    options = make_options(Options(), {k: v for k, v in given.items() if v is not None})
     if fn is not None:
         return ParallelFunction(fn, options)
 
