@@ -51,7 +51,7 @@ from makeparallel._worker.process_tree import children
 from measure import Contender, Measure, Row, run_rounds
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-PROFILED = ("ppe_fork", "makeparallel_fork", "makeparallel")
+PROFILED = ("ppe_fork", "makeparallel_fork", "makeparallel_spawn")
 FIGURES = (
     ("seconds", "ms", 1000.0),
     ("forks", "forks", 1.0),

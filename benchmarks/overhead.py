@@ -202,7 +202,16 @@ COLD = (
     peers.PEBBLE,
     peers.Peer("loky", "loky.ProcessPoolExecutor", peers.loky_new, "a new executor each time"),
     peers.Peer(
-        "makeparallel", "makeparallel Pool", peers.makeparallel_pool(), "fresh interpreters"
+        "makeparallel",
+        "makeparallel Pool",
+        peers.makeparallel_pool(start="auto"),
+        'the default, start="auto": forked when no other thread runs',
+    ),
+    peers.Peer(
+        "makeparallel_spawn",
+        'makeparallel Pool(start="spawn")',
+        peers.makeparallel_pool(start="spawn"),
+        "fresh interpreters",
     ),
     peers.Peer(
         "makeparallel_fork",

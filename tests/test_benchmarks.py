@@ -37,6 +37,7 @@ EXPECTED_ROWS = {
             "pebble",
             "loky",
             "makeparallel",
+            "makeparallel_spawn",
             "makeparallel_fork",
             "floor_interpreter",
         },
@@ -113,13 +114,13 @@ def test_cold_profile_counts_what_each_pool_does(tmp_path: Path) -> None:
     run_script("cold_profile.py", "--rounds", "1", "--out", str(out))
     rows = {row["key"]: row for row in json.loads(out.read_text())["rows"]}
     assert {k: r["status"] for k, r in rows.items()} == dict.fromkeys(
-        ("ppe_fork", "makeparallel_fork", "makeparallel"), "ok"
+        ("ppe_fork", "makeparallel_fork", "makeparallel_spawn"), "ok"
     )
     # what is known of each pool: how it starts its workers
-    assert rows["makeparallel"]["forks"] == 0
+    assert rows["makeparallel_spawn"]["forks"] == 0
     assert rows["makeparallel_fork"]["forks"] == 2  # the first worker and the fork server
     assert rows["ppe_fork"]["forks"] == 2
-    assert rows["makeparallel"]["threads"] == 1  # the I/O thread
+    assert rows["makeparallel_spawn"]["threads"] == 1  # the I/O thread
     # the fork server forks the second worker after the first answer, or 5 ms
     assert rows["makeparallel_fork"]["processes"] in (2, 3)
     for row in rows.values():
