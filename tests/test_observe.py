@@ -237,3 +237,13 @@ def test_workers_info_and_health_show_each_workers_memory_and_cpu() -> None:
     assert {w.pid for w in health.workers} == set(info)
     assert all(w.rss_bytes is not None and w.rss_bytes > 1_000_000 for w in health.workers)
     json.dumps(health.to_dict())
+
+
+def test_a_map_run_in_the_callers_thread_leaves_no_cancelled_chunks() -> None:
+    # Items far cheaper than their trip: the map measures a few chunks, then takes the
+    # rest back to run them here. Those chunks were not cancelled by anyone.
+    with mp.Pool(workers=2, backend="process") as pool:
+        assert list(pool.map(abs, range(-50_000, 0))) == list(range(50_000, 0, -1))
+        metrics = pool.metrics()
+    assert metrics.cancelled == 0
+    assert metrics.submitted == metrics.completed

@@ -77,6 +77,9 @@ class MapPort:
             and backend.setup.memory_limit is None
         )
 
+    def take_back(self, handle: Handle[ChunkValue]) -> bool:
+        return self._pool._tasks.withdraw(handle)
+
     def run_chunk_here(
         self, fn: Callable[..., Any], items: list[Any], first_index: int, star: bool
     ) -> tuple[list[Any], dict[int, BaseException]]:

@@ -81,6 +81,10 @@ class ChunkPool(Protocol):
     def may_run_inline(self) -> bool:
         """Whether chunks may run in the caller's thread when that is faster."""
 
+    def take_back(self, handle: Handle[ChunkValue]) -> bool:
+        """Withdraw a chunk no worker has taken (it will run in the caller's thread);
+        False if it has started. A withdrawn chunk is not counted in the pool's metrics."""
+
     def run_chunk_here(
         self, fn: Callable[..., Any], items: list[Any], first_index: int, star: bool
     ) -> tuple[list[Any], dict[int, BaseException]]:
@@ -438,7 +442,7 @@ def _results(
                         here = _runs_inline(chunk, seconds)
                         decided = here or measured >= _MEASURED_CHUNKS
                         if here:
-                            _take_back(in_flight)
+                            _take_back(pool, in_flight)
                 refill()
             else:
                 outcome = run_here()
@@ -477,10 +481,10 @@ def _outcomes(
     yield batch
 
 
-def _take_back(in_flight: Iterable[_Chunk]) -> None:
-    """Cancel the chunks no worker has taken yet; they will run in the caller's thread."""
+def _take_back(pool: ChunkPool, in_flight: Iterable[_Chunk]) -> None:
+    """Withdraw the chunks no worker has taken yet; they will run in the caller's thread."""
     for chunk in in_flight:
-        if chunk.handle.state == "pending" and chunk.handle.cancel():
+        if chunk.handle.state == "pending" and pool.take_back(chunk.handle):
             chunk.here = True
 
 

@@ -117,6 +117,19 @@ class TaskBook:
             self.recorder.attach(task)  # (its submitted count is written under this lock)
         task.handle._fail(error)
 
+    def withdraw(self, handle: Handle[Any]) -> bool:
+        """Take a queued task back, uncounted (a map runs it in its caller's thread);
+        False if it has left the queue."""
+        with self.lock:
+            task = next((t for t in self.pending if t.handle is handle), None)
+            if task is None or handle.state is not TaskState.PENDING:
+                return False
+            self.pending.remove(task)
+            self.recorder.forget(task)  # (its submitted count is written under this lock)
+            if self._max_pending is not None:
+                self._room.notify()
+        return handle.cancel()
+
     def _wait_for_room(self, task: Task) -> None:
         """With ``max_pending``: block (holding no lock while waiting) until the queue has room."""
         limit = self._max_pending

@@ -112,6 +112,13 @@ class Recorder:
         if self.listeners or _GLOBAL:
             self._send(TaskEvent("submitted", self.pool, handle.task_id, handle.name, name))
 
+    def forget(self, task: Task) -> None:
+        """``task`` was withdrawn before it started: as if never submitted (queue lock held)."""
+        handle = task.handle
+        handle._observer = None
+        self.total.counts[SUBMITTED] -= 1
+        handle._tally.counts[SUBMITTED] -= 1
+
     def moved(
         self,
         handle: Handle[Any],
