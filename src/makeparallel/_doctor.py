@@ -25,6 +25,7 @@ WORKER_MODULES = (
     "makeparallel._worker.chunk",
     "makeparallel._worker.process_tree",
     "makeparallel._worker.forward",
+    "makeparallel._worker.on_import",
 )
 
 

@@ -23,6 +23,7 @@ import os
 import sys
 
 from . import serialize, wire
+from .on_import import AfterImport
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def install(channel: Channel, levels: dict[str, int]) -> None:
     if "logging" in sys.modules:
         _take_logging()
     else:
-        sys.meta_path.insert(0, _OnLoggingImport())
+        sys.meta_path.insert(0, AfterImport("logging", lambda module: _take_logging()))
 
 
 def running(task_id: int, name: str) -> None:
@@ -109,28 +110,6 @@ class _Output(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return "utf-8"
-
-
-class _OnLoggingImport:
-    """An import hook: once ``logging`` is loaded, its records go to the parent."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "logging":
-            return None
-        from importlib.machinery import PathFinder
-
-        spec = PathFinder.find_spec(name, path)
-        loader = None if spec is None else spec.loader
-        if loader is None:
-            return spec
-        load = loader.exec_module
-
-        def load_and_take(module: Any) -> None:
-            load(module)
-            _take_logging()
-
-        loader.exec_module = load_and_take  # type: ignore[method-assign]
-        return spec
 
 
 def _take_logging() -> None:

@@ -26,6 +26,7 @@ from time import monotonic, perf_counter
 from . import context as task_api
 from . import forward, serialize, state, wire
 from .chunk import run_items
+from .on_import import AfterImport
 from .process_tree import kill_all, stop_descendants
 
 # Start-up time matters (every new or replacement worker pays it): no typing at
@@ -94,33 +95,15 @@ def use_authkey(key: bytes) -> None:
     if module is not None:
         module.current_process().authkey = key
     if not _authkey:
-        sys.meta_path.insert(0, _AuthkeyOnImport())
+        sys.meta_path.insert(0, AfterImport("multiprocessing.process", _share_authkey))
     _authkey[:] = [key]
 
 
 _authkey: list[bytes] = []  # the parent's, once known
 
 
-class _AuthkeyOnImport:
-    """An import hook: once ``multiprocessing.process`` is loaded, it gets the parent's key."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "multiprocessing.process":
-            return None
-        from importlib.machinery import PathFinder
-
-        spec = PathFinder.find_spec(name, path)
-        loader = None if spec is None else spec.loader
-        if loader is None:
-            return spec
-        load = loader.exec_module
-
-        def load_and_share(module: Any) -> None:
-            load(module)
-            module.current_process().authkey = _authkey[0]
-
-        loader.exec_module = load_and_share  # type: ignore[method-assign]
-        return spec
+def _share_authkey(module: Any) -> None:
+    module.current_process().authkey = _authkey[0]
 
 
 def _name_in_comm(name: str) -> None:

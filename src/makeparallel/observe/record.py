@@ -137,37 +137,26 @@ class Recorder:
             if self.listeners or _GLOBAL:
                 self._event("started", handle, wait, None, None, error)
             return
-        run = outcome = None
         if new is _PENDING:  # this attempt failed; another comes
-            run = now - (handle._started_at or now)
-            handle._queued_at = now
-            with self.lock:
-                total.counts[RETRIED] += 1
-                tally.counts[RETRIED] += 1
+            counter, outcome, kind = RETRIED, None, "retried"
+        else:
+            (counter, outcome), kind = _ENDS[new], "finished"
+        run = waited = None
+        if old is _RUNNING:
+            started = handle._started_at or now
+            run, waited = now - started, max(0.0, started - handle._queued_at)
+        with self.lock:
+            total.counts[counter] += 1
+            tally.counts[counter] += 1
+            if run is not None:
                 total.busy_seconds += run
                 tally.busy_seconds += run
+        if run is not None:
             total.runs.append(run)
             tally.runs.append(run)
-            kind = "retried"
-        else:
-            counter, outcome = _ENDS[new]
-            if old is _RUNNING:
-                run = now - (handle._started_at or now)
-                with self.lock:
-                    total.counts[counter] += 1
-                    tally.counts[counter] += 1
-                    total.busy_seconds += run
-                    tally.busy_seconds += run
-                total.runs.append(run)
-                tally.runs.append(run)
-            else:
-                with self.lock:
-                    total.counts[counter] += 1
-                    tally.counts[counter] += 1
-            kind = "finished"
+        if new is _PENDING:
+            handle._queued_at = now  # the next attempt waits from now
         if self.listeners or _GLOBAL:
-            started = handle._started_at if run is not None else None
-            waited = None if started is None else max(0.0, started - handle._queued_at)
             self._event(kind, handle, waited, run, outcome, error)
 
     def _event(
