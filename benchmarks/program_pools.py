@@ -33,6 +33,10 @@ def executor(key: str, workers: int) -> Executor:
         import makeparallel as mp
 
         return mp.Pool(workers, start="fork")
+    if key == "makeparallel_spawn":
+        import makeparallel as mp
+
+        return mp.Pool(workers, start="spawn")
     if key.startswith("ppe_"):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor

@@ -51,13 +51,13 @@ HEADLINES = (
         "floor_polling",
     ),
     (
-        "overhead",
+        "whole_program",
         "cold_start",
-        "cold start: new pool to first result (ms)",
+        "cold start in a fresh program: new pool to first result (ms)",
         "makeparallel",
         "ppe_fork",
-        "mp_pool",
-        "makeparallel_fork",
+        None,
+        "ppe_forkserver",
     ),
     (
         "tiny_items",

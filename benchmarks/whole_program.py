@@ -380,6 +380,38 @@ def first_batch_table(size: str, repetitions: int, workers: int) -> dict[str, An
     )
 
 
+def cold_start_table(size: str, repetitions: int, workers: int) -> dict[str, Any]:
+    pools = (
+        ("makeparallel", "makeparallel Pool", 'the default, start="auto": forked here'),
+        ("makeparallel_spawn", 'makeparallel Pool(start="spawn")', "fresh interpreters"),
+        ("ppe_fork", "ProcessPoolExecutor (fork)", "every worker forked at the first submit"),
+        ("ppe_forkserver", "ProcessPoolExecutor (forkserver)", "the default from Python 3.14"),
+        ("ppe_spawn", "ProcessPoolExecutor (spawn)", "fresh interpreters"),
+    )
+    contenders = tuple(
+        Contender(
+            key,
+            label,
+            partial(timed_inside, program("program_cold.py", key, workers), {}),
+            note,
+        )
+        for key, label, note in pools
+    )
+    return table(
+        "cold_start",
+        "Cold start in a fresh program",
+        run_rounds(contenders, repetitions, "whole program: cold start"),
+        unit="ms",
+        scale=1e3,
+        figures={"process_s": "whole process (s)"},
+        what=(
+            f"a program that imported its pool library creates a pool of {workers} workers and "
+            "waits for the first result of a no-op task: that time, measured inside the program "
+            "(a fresh program, with no thread but the main one); next to it the whole process"
+        ),
+    )
+
+
 def import_table(size: str, repetitions: int) -> dict[str, Any]:
     launches = LAUNCHES[size]
     contenders = tuple(
@@ -465,6 +497,7 @@ def run(size: str, repetitions: int) -> Section:
         *compile_tables(size, repetitions, workers),
         short_script_table(size, repetitions, workers),
         first_batch_table(size, repetitions, workers),
+        cold_start_table(size, repetitions, workers),
         import_table(size, repetitions),
         *global_tables(size, repetitions, workers),
     ]

@@ -74,6 +74,13 @@ EXPECTED_ROWS = {
         },
         "short_script": WHOLE_PROGRAM_MAPS,
         "first_batch": WHOLE_PROGRAM_POOLS,
+        "cold_start": {
+            "makeparallel",
+            "makeparallel_spawn",
+            "ppe_fork",
+            "ppe_forkserver",
+            "ppe_spawn",
+        },
         "parent_import": {"makeparallel", "ppe", "mp_pool", "joblib", "floor"},
         "global_submits": WHOLE_PROGRAM_POOLS,
         "global_map": WHOLE_PROGRAM_POOLS,
