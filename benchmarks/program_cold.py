@@ -22,8 +22,10 @@ from workloads import noop
 
 def main(argv: list[str]) -> None:
     key, workers = argv[0], int(argv[1])
-    if key == "makeparallel":
-        import makeparallel  # noqa: F401 - imported before the clock starts, as for the others
+    if key.startswith("makeparallel"):
+        import makeparallel as mp
+
+        mp.Pool  # noqa: B018 - its names load on first use: before the clock, as the others'
     else:
         import concurrent.futures.process  # noqa: F401
     started = time.perf_counter()
