@@ -638,14 +638,21 @@ def test_ctrl_c_while_a_caller_waits_for_its_answer_leaves_the_task_running(
 
         if __name__ == "__main__":
             with mp.Pool(workers=1, backend="process") as pool:
+                while workers_in(pool, "idle") != 1:  # (a caller claims only a busy worker)
+                    time.sleep(0.001)
                 running = pool.submit(block_then_return, GATE, 5)
+                while not running.running():
+                    time.sleep(0.001)
 
                 def interrupt():
-                    while workers_in(pool, "claimed") != 1:
+                    # (as a rule the caller claims the worker; if it could not, its wait is
+                    # interrupted all the same)
+                    give_up = time.monotonic() + 5
+                    while workers_in(pool, "claimed") != 1 and time.monotonic() < give_up:
                         time.sleep(0.001)
                     os.kill(os.getpid(), signal.SIGINT)
 
-                threading.Thread(target=interrupt).start()
+                threading.Thread(target=interrupt, daemon=True).start()
                 try:
                     running.result(timeout=30)
                 except KeyboardInterrupt:
