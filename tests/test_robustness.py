@@ -189,8 +189,8 @@ def test_every_task_ends_once_while_workers_are_killed_at_random() -> None:
 def test_shutdown_leaves_no_worker_behind() -> None:
     pool = mp.Pool(workers=2, backend="process")
     assert pool.submit(square, 2).result(timeout=DEADLINE) == 4
+    wait_until(lambda: len(worker_pids(pool)) == 2, what="both workers")  # (forked in turn)
     pids = worker_pids(pool)
-    assert len(pids) == 2
     pool.shutdown()
     for pid in pids:
         assert not alive(pid)
@@ -500,7 +500,8 @@ def test_workers_that_cannot_start_fail_the_tasks_instead_of_looping(
 ) -> None:
     (tmp_path / "sitecustomize.py").write_text("import os\nos._exit(7)\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    pool = mp.Pool(workers=1, backend="process")
+    # (fresh interpreters run sitecustomize; forked workers never start an interpreter)
+    pool = mp.Pool(workers=1, backend="process", start="spawn")
     try:
         handle = pool.submit(square, 2)
         with pytest.raises(mp.BrokenPoolError, match="fail to start"):
@@ -725,8 +726,14 @@ def test_no_leaks_across_100_pool_lifecycles(backend: str) -> None:
         assert timed(3).result(timeout=DEADLINE) == 9
         pool.shutdown()
 
+    def state() -> tuple[int, int, int]:
+        return (_open_fds(), threading.active_count(), _children())
+
+    children = _children()  # (other tests' may still be there)
     lifecycle()  # the first one may load modules and open the lifeline pipe
-    before = (_open_fds(), threading.active_count(), _children())
+    # (a pool's last processes and threads end just after shutdown() returns)
+    wait_until(lambda: _children() == children, what="the first pool's processes to end")
+    before = state()
     for _ in range(100):
         lifecycle()
-    assert (_open_fds(), threading.active_count(), _children()) == before
+    wait_until(lambda: state() == before, what=f"{state()} to come back to {before}")
