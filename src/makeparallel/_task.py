@@ -178,7 +178,7 @@ class Task:
             "task_id": self.id,
             "task_name": self.handle.name,
             "function": self.function_name(),
-            "worker_pid": _pid_of(worker or self.worker),
+            "worker_pid": pid_of(worker or self.worker),
             "attempt": self.attempt,
             "args_repr": serialize.short_call_repr(self.args, self.kwargs),
         }
@@ -198,7 +198,8 @@ def qualified_name(fn: Callable[..., Any]) -> str:
     return f"{module}.{name}"
 
 
-def _pid_of(worker: str | None) -> int | None:
+def pid_of(worker: str | None) -> int | None:
+    """The pid in a process worker's label ("pid 1234"); None for other workers."""
     if worker and worker.startswith("pid "):
         return int(worker[4:])
     return None

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from .._task import pid_of
 from ..handle import Handle, TaskState
 from .events import Listener, TaskEvent, dispatcher, global_listeners
 
@@ -66,13 +67,6 @@ def function_name(fn: object) -> str:
     module = getattr(fn, "__module__", None)
     name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     return f"{module}.{name}" if module and module != "builtins" else name
-
-
-def worker_pid(handle: Handle[Any]) -> int | None:
-    worker = handle._worker
-    if worker and worker.startswith("pid "):
-        return int(worker[4:])
-    return None
 
 
 _RUNNING, _PENDING = TaskState.RUNNING, TaskState.PENDING
@@ -176,7 +170,7 @@ class Recorder:
                 handle.name,
                 handle._function,
                 handle._attempts,
-                worker_pid(handle),
+                pid_of(handle._worker),
                 wait,
                 run,
                 outcome,
