@@ -22,6 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._async_api import agather, aimap
     from .api import (
         ParallelFunction,
         as_completed,
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 __version__ = "0.3.0.dev0"
 
 _WHERE = {
+    "agather": "_async_api",
+    "aimap": "_async_api",
     "ParallelFunction": "api",
     "as_completed": "api",
     "configure": "api",
@@ -130,6 +133,8 @@ __all__ = [
     "WorkerCrashedError",
     "__version__",
     "add_listener",
+    "agather",
+    "aimap",
     "as_completed",
     "configure",
     "current_task",

@@ -371,9 +371,11 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             )
 
     def __await__(self) -> Generator[Any, None, R]:
-        import asyncio
+        """``await handle`` on asyncio, trio or anyio; cancelling the awaiting task cancels
+        the task (``asyncio.shield(handle)`` keeps it running)."""
+        from ._awaiting import result_of
 
-        return asyncio.wrap_future(self).__await__()
+        return result_of(self).__await__()
 
     def __repr__(self) -> str:
         # The form every Future has (tools and tests read it); str() names the task.

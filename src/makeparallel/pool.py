@@ -434,6 +434,20 @@ class Pool(concurrent.futures.Executor):
         else:
             self.shutdown(wait=True)
 
+    async def __aenter__(self) -> Pool:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """As ``__exit__``, with the shutdown on a thread of its own: the event loop runs on."""
+        from ._awaiting import exit_pool
+
+        await exit_pool(self, exc_type)
+
     def __repr__(self) -> str:
         return (
             f"<Pool name={self.name!r} backend={self.backend!r} workers={self.workers} "
