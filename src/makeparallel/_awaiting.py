@@ -83,8 +83,17 @@ class _AsyncioSignal:
             pass
 
     async def wait(self, timeout: float | None = None, *, shielded: bool = False) -> bool:
-        # (asyncio has no shield for the running task itself; a second cancel of a
-        # shielded wait ends it, which is what asyncio code expects of a second cancel)
+        if shielded and "anyio" in sys.modules:
+            # anyio cancels again at every await in a cancelled scope, as trio does.
+            import anyio
+
+            with anyio.CancelScope(shield=True):
+                return await self._wait(timeout)
+        # (plain asyncio cancels a task once; a second cancel ends even a shielded
+        # wait, which is what asyncio code expects of a second cancel)
+        return await self._wait(timeout)
+
+    async def _wait(self, timeout: float | None) -> bool:
         import asyncio
 
         if timeout is None:
@@ -181,22 +190,38 @@ async def result_of(future: concurrent.futures.Future[R]) -> R:
     return future.result()
 
 
-def in_thread(fn: Callable[[], R], name: str) -> concurrent.futures.Future[R]:
-    """Run ``fn()`` on a new thread; its future can be awaited with ``wait_done``."""
-    future: concurrent.futures.Future[R] = concurrent.futures.Future()
-    future.set_running_or_notify_cancel()
+class _Thread(threading.Thread):
+    """A thread whose outcome, a future, can be awaited."""
 
-    def run() -> None:
+    def __init__(self, fn: Callable[[], object], name: str) -> None:
+        # A daemon: a program ending while a pool closes is handled by the pool's exit hook.
+        super().__init__(name=name, daemon=True)
+        self._fn = fn
+        self.future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        self.future.set_running_or_notify_cancel()
+
+    def run(self) -> None:
         try:
-            value = fn()
+            value = self._fn()
         except BaseException as exc:
-            future.set_exception(exc)
+            self.future.set_exception(exc)
         else:
-            future.set_result(value)
+            self.future.set_result(value)
 
-    # A daemon: a program ending while a pool closes is handled by the pool's own exit hook.
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
+    async def outcome(self, *, shielded: bool = False) -> object:
+        await wait_done(self.future, shielded=shielded)
+        # Its work is done and it only returns now: joined at once, so that no thread of
+        # ours outlives the wait (a pool made next forks its workers only when no other
+        # thread runs).
+        self.join()
+        return self.future.result()
+
+
+def in_thread(fn: Callable[[], object], name: str) -> _Thread:
+    """Start ``fn()`` on a thread of its own; ``await thread.outcome()`` for its result."""
+    thread = _Thread(fn, name)
+    thread.start()
+    return thread
 
 
 # -- async with Pool ------------------------------------------------------------------
@@ -212,19 +237,16 @@ async def exit_pool(pool: Pool, exc_type: type[BaseException] | None) -> None:
     if exc_type is None or not _is_cancellation(exc_type):
         closing = in_thread(pool.shutdown, f"{pool.name}-shutdown")
         try:
-            await wait_done(closing)
+            await closing.outcome()
         except BaseException:
             await _stop(pool)
             raise
-        closing.result()
         return
     await _stop(pool)
 
 
 async def _stop(pool: Pool) -> None:
-    stopping = in_thread(lambda: _stop_now(pool), f"{pool.name}-stop")
-    await wait_done(stopping, shielded=True)
-    stopping.result()
+    await in_thread(lambda: _stop_now(pool), f"{pool.name}-stop").outcome(shielded=True)
 
 
 def _stop_now(pool: Pool) -> None:
