@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -199,6 +201,27 @@ async def test_cancelling_the_awaiting_task_flags_a_thread_task() -> None:
         assert not scope.cancelled_caught
         assert handle.cancelled()
         await eventually(saw_flag.is_set, "the task to see current_task().cancelled()")
+
+
+def test_awaiting_with_no_event_loop_fails_and_leaves_the_task_alone() -> None:
+    gate = threading.Event()
+    with mp.Pool(workers=1, backend="thread") as pool:
+        handle = pool.submit(gate.wait, DEADLINE)
+        waiting = handle.__await__()
+        with pytest.raises(RuntimeError, match="no running event loop"):
+            next(waiting)
+        assert not handle.cancelled()
+        gate.set()
+        assert handle.result(timeout=DEADLINE) is True
+
+
+def test_the_async_api_imports_no_async_library_until_it_is_used() -> None:
+    code = (
+        "import sys, makeparallel as mp; mp.aimap, mp.agather, mp.Pool.__aexit__; "
+        "print(sorted({'asyncio', 'anyio', 'trio', 'sniffio'} & set(sys.modules)))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"
 
 
 # -- async with Pool --------------------------------------------------------------

@@ -153,11 +153,19 @@ async def wait_done(
     """Sleep until ``future`` is done (True) or ``timeout`` passes (False).
 
     A cancellation of the waiting coroutine goes through (unless ``shielded``
-    on trio); what it means for the future is the caller's choice.
+    on trio or anyio); what it means for the future is the caller's choice.
     """
     if future.done():
         return True
-    wake = signal()
+    return await _sleep_until_done(future, signal(), timeout, shielded)
+
+
+async def _sleep_until_done(
+    future: concurrent.futures.Future[Any],
+    wake: Signal,
+    timeout: float | None = None,
+    shielded: bool = False,
+) -> bool:
     future.add_done_callback(lambda _: wake.set_from_thread())
     deadline = None if timeout is None else time.monotonic() + timeout
     while not future.done():
@@ -176,8 +184,9 @@ async def result_of(future: concurrent.futures.Future[R]) -> R:
     scope on trio and anyio) keeps the task running.
     """
     if not future.done():
+        wake = signal()  # (outside the try: awaiting with no event loop cancels nothing)
         try:
-            await wait_done(future)
+            await _sleep_until_done(future, wake)
         except BaseException:
             future.cancel()
             raise
