@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+import trio
 
 import makeparallel as mp
 from polling import alive, wait_for_file, wait_until
@@ -487,8 +488,9 @@ def test_agather_refuses_coroutines() -> None:
 # -- a loop that closes first --------------------------------------------------------
 
 
+@pytest.mark.parametrize("library", ["asyncio", "trio"])
 def test_a_loop_that_closes_before_the_results_arrive_is_left_alone(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    library: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     gate = tmp_path / "gate"
     kept: list[Any] = []
@@ -500,7 +502,10 @@ def test_a_loop_that_closes_before_the_results_arrive_is_left_alone(
 
     caplog.set_level(logging.DEBUG)
     with mp.Pool(workers=3, backend="process") as pool:
-        asyncio.run(main(pool))
+        if library == "trio":
+            trio.run(main, pool)
+        else:
+            asyncio.run(main(pool))
         waiting = pool.tasks()
         assert len(waiting) == 2
         release(gate)  # their done callbacks now call into the closed loop
