@@ -289,8 +289,7 @@ async def counted_async(items: list[int], pulled: list[int]) -> AsyncIterator[in
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("source", [counted, counted_async])
-@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize(("source", "ordered"), [(counted, True), (counted_async, False)])
 async def test_aimap_keeps_at_most_window_tasks_out(
     source: Callable[[list[int], list[int]], Any], ordered: bool
 ) -> None:
