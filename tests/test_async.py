@@ -269,7 +269,7 @@ async def test_a_cancelled_async_with_block_cancels_the_pools_tasks() -> None:
 
     assert [h.state for h in handles] == [mp.TaskState.CANCELLED] * 2
     assert pool.health().state == "closed"
-    assert not alive(worker)
+    await eventually(lambda: not alive(worker), "the worker that ran the task to end")
 
 
 # -- aimap ---------------------------------------------------------------------------
@@ -398,6 +398,15 @@ async def test_aimap_runs_a_parallel_function_with_its_own_options() -> None:
     async with pool:
         assert [v async for v in mp.aimap(decorated, range(4))] == [0, 1, 4, 9]
         assert pool.metrics().submitted == 4
+
+
+@pytest.mark.anyio
+async def test_aimap_timeout_is_per_item() -> None:
+    async with mp.Pool(workers=2, backend="process") as pool:
+        results = mp.aimap(hang_unless_zero, [0, 1], pool=pool, timeout=0.3, on_error="return")
+        first, second = [r async for r in results]
+    assert first == 0
+    assert isinstance(second, mp.TaskTimeoutError)
 
 
 def test_aimap_refuses_what_it_cannot_run() -> None:
