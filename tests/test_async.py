@@ -403,7 +403,7 @@ async def test_aimap_runs_a_parallel_function_with_its_own_options() -> None:
 @pytest.mark.anyio
 async def test_aimap_timeout_is_per_item() -> None:
     async with mp.Pool(workers=2, backend="process") as pool:
-        results = mp.aimap(hang_unless_zero, [0, 1], pool=pool, timeout=0.3, on_error="return")
+        results = mp.aimap(hang_unless_zero, [0, 1], pool=pool, timeout=1.0, on_error="return")
         first, second = [r async for r in results]
     assert first == 0
     assert isinstance(second, mp.TaskTimeoutError)

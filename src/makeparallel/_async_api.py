@@ -14,6 +14,8 @@ ones. Only ``asyncio.shield`` (or a shielded cancel scope) keeps them.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
@@ -33,6 +35,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 OnError = Literal["raise", "skip", "return"]
+
+logger = logging.getLogger("makeparallel")
 
 
 class AsyncMap(AsyncIterator[R]):
@@ -153,8 +157,7 @@ class AsyncMap(AsyncIterator[R]):
         self._closed = True
         out, self._out = list(self._out), {}
         self._finished.clear()
-        for handle in out:
-            handle.cancel()
+        _cancel(out)
 
     async def aclose(self) -> None:
         """Stop: cancel the tasks still out; the loop ends."""
@@ -172,8 +175,21 @@ class AsyncMap(AsyncIterator[R]):
         self._cancel_out()
 
     def __del__(self) -> None:
-        if self._out:
-            self._cancel_out()
+        if not self._out:
+            return
+        out, self._out = list(self._out), {}
+        # Not here and now: a garbage collection may run this on any thread, a pool's
+        # thread holding the lock that cancel() takes too. The loop's thread is safe.
+        if self._wake is None or not self._wake.call_soon(lambda: _cancel(out)):
+            threading.Thread(target=_cancel, args=(out,), daemon=True).start()
+
+
+def _cancel(handles: list[Handle[Any]]) -> None:
+    for handle in handles:
+        try:
+            handle.cancel()
+        except Exception:  # (on an event loop's thread: an exception there would end the run)
+            logger.exception("cancelling task %s of a closed aimap failed", handle.task_id)
 
 
 @overload

@@ -40,6 +40,10 @@ class Signal(Protocol):
 
     def set_from_thread(self) -> None: ...
 
+    def call_soon(self, fn: Callable[[], object]) -> bool:
+        """Run ``fn()`` on the loop's thread soon; False if the loop has closed."""
+        ...
+
     async def wait(self, timeout: float | None = None, *, shielded: bool = False) -> bool:
         """Sleep until the next wake-up (True) or until ``timeout`` passes (False)."""
         ...
@@ -77,10 +81,14 @@ class _AsyncioSignal:
         self._event = asyncio.Event()
 
     def set_from_thread(self) -> None:
+        self.call_soon(self._event.set)  # (a loop that has closed has nobody waiting)
+
+    def call_soon(self, fn: Callable[[], object]) -> bool:
         try:
-            self._loop.call_soon_threadsafe(self._event.set)
-        except RuntimeError:  # the loop has closed: nobody waits for this any more
-            pass
+            self._loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # the loop has closed
+            return False
+        return True
 
     async def wait(self, timeout: float | None = None, *, shielded: bool = False) -> bool:
         if shielded and "anyio" in sys.modules:
@@ -118,15 +126,19 @@ class _TrioSignal:
         self._event = trio.Event()
 
     def set_from_thread(self) -> None:
-        import trio
-
-        try:
-            self._token.run_sync_soon(self._set)
-        except trio.RunFinishedError:  # the run has ended: nobody waits for this any more
-            pass
+        self.call_soon(self._set)  # (a run that has ended has nobody waiting)
 
     def _set(self) -> None:
         self._event.set()
+
+    def call_soon(self, fn: Callable[[], object]) -> bool:
+        import trio
+
+        try:
+            self._token.run_sync_soon(fn)
+        except trio.RunFinishedError:  # the run has ended
+            return False
+        return True
 
     async def wait(self, timeout: float | None = None, *, shielded: bool = False) -> bool:
         import trio
