@@ -13,9 +13,9 @@ thread as for any other future. A done callback runs on a pool thread and
 must never raise or warn there: an event loop that has closed before the
 work ended gets no wake-up (whatever waited on it is gone with it).
 
-The running library is found with sniffio, which trio and anyio install;
-without trio in the process it can only be asyncio, and nothing is imported
-to find that out. anyio needs nothing of its own: it runs on one of the two.
+Without trio in the process the running library can only be asyncio, and
+nothing is imported to find that out; with it, sniffio (which trio
+installs) tells. anyio needs nothing of its own: it runs on one of the two.
 """
 
 from __future__ import annotations
