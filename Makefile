@@ -22,6 +22,8 @@ test: $(BIN)/python
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict tests/typing
+	$(BIN)/pyright --pythonpath $(BIN)/python tests/typing
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/python

@@ -7,7 +7,7 @@ import concurrent.futures
 import functools
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._checks import check_timeout
 from .backends import ENGINE_NAMES
@@ -16,7 +16,8 @@ from .pool import Pool
 if TYPE_CHECKING:
     from .policies import CircuitBreaker, Retry
 
-BackendSpec = str | concurrent.futures.Executor
+BackendName = Literal["auto", "process", "thread", "serial", "interpreter"]
+BackendSpec = BackendName | concurrent.futures.Executor
 
 
 def check_backend(backend: object) -> None:

@@ -26,10 +26,10 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _lifetime, _mapping
-from ._arguments import check_workers, worker_setup
+from ._arguments import StartMethod, check_workers, worker_setup
 from ._checks import check_seconds
 from ._lifetime import ShutdownSummary
 from ._map_port import MapPort
@@ -41,6 +41,8 @@ from .errors import CircuitOpenError
 from .handle import Handle, TaskState, next_task_id
 
 if TYPE_CHECKING:
+    from ._options import BackendSpec
+    from ._typing import ParallelCallable
     from .health import HealthReport
     from .observe.events import Listener
     from .observe.metrics import Metrics, TaskInfo
@@ -99,7 +101,7 @@ class Pool(concurrent.futures.Executor):
     def __init__(
         self,
         workers: int | None = None,
-        backend: str | concurrent.futures.Executor = "auto",
+        backend: BackendSpec = "auto",
         name: str | None = None,
         *,
         min_workers: int | None = None,
@@ -109,10 +111,10 @@ class Pool(concurrent.futures.Executor):
         pending_timeout: float | None = None,
         max_tasks_per_worker: int | None = None,
         memory_limit: int | str | None = None,
-        memory_limit_action: str = "recycle",
+        memory_limit_action: Literal["recycle", "kill"] = "recycle",
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
-        start: str = "auto",
+        start: StartMethod = "auto",
         forward_logs: bool = True,
     ) -> None:
         count, least, setup = worker_setup(
@@ -160,7 +162,17 @@ class Pool(concurrent.futures.Executor):
 
     # -- submitting --------------------------------------------------------
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+    # A @parallel function submitted here runs as its plain function: its Handle holds
+    # the function's value, not a Handle (the first overload says so).
+    @overload
+    def submit(
+        self, fn: ParallelCallable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Handle[R]: ...
+
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Handle[R]: ...
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Handle[Any]:
         """Run ``fn(*args, **kwargs)`` on a worker; returns its Handle at once."""
         return self._submit_call(fn, args, kwargs)
 
@@ -235,6 +247,24 @@ class Pool(concurrent.futures.Executor):
 
     # -- batches -----------------------------------------------------------
 
+    @overload
+    def map(
+        self,
+        fn: ParallelCallable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> Iterator[R]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> Iterator[R]: ...
+
     def map(
         self,
         fn: Callable[..., R],
@@ -244,6 +274,26 @@ class Pool(concurrent.futures.Executor):
     ) -> Iterator[R]:
         """Like ``Executor.map``: results in order; input is read lazily, a bounded window ahead."""
         return _mapping.executor_map(self._maps, fn, iterables, timeout, chunksize)
+
+    @overload
+    def imap(
+        self,
+        fn: ParallelCallable[[T], R],
+        iterable: Iterable[T],
+        *,
+        chunksize: int | None = None,
+        ordered: bool = True,
+    ) -> Iterator[R]: ...
+
+    @overload
+    def imap(
+        self,
+        fn: Callable[[T], R],
+        iterable: Iterable[T],
+        *,
+        chunksize: int | None = None,
+        ordered: bool = True,
+    ) -> Iterator[R]: ...
 
     def imap(
         self,
