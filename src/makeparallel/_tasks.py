@@ -419,7 +419,10 @@ def closed_message(pool: str) -> str:
             "cannot schedule new futures after interpreter shutdown: pool "
             f"{pool!r} was shut down as the program ends"
         )
-    return f"cannot schedule new futures after shutdown: pool {pool!r} is shut down"
+    return (
+        f"cannot schedule new futures after shutdown: pool {pool!r} is shut down; submit "
+        "before shutdown() (inside its with-block), or create a new Pool"
+    )
 
 
 def _tell_breaker(breaker: CircuitBreaker | None, decision: Decision) -> None:

@@ -115,6 +115,22 @@ class InvalidTransitionError(RuntimeError):
     """A task was asked to make a state change its life cycle does not allow."""
 
 
+# How many callbacks of handles this thread is running now (they can nest): a callback
+# that waits for a task that has not ended blocks the thread that runs callbacks, which
+# for a pool is the thread that delivers its results or runs its tasks.
+_callbacks = threading.local()
+
+
+def _refuse_to_wait_in_callback(handle: Handle[Any]) -> None:
+    if getattr(_callbacks, "depth", 0) and not handle.done():
+        raise RuntimeError(
+            f"waiting for task {handle.task_id} ({handle.name}) inside a callback of another "
+            "task blocks the thread that runs callbacks, and waits for ever when that task "
+            "needs this thread: chain the next step with on_complete or add_done_callback "
+            "instead, or wait in a thread of your own"
+        )
+
+
 def _reraise_ctrl_c(exc: BaseException) -> None:
     """A callback run in the program's main thread may be interrupted by a real Ctrl-C."""
     if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
@@ -230,6 +246,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
                 return self._result  # type: ignore[return-value]  # what Future.result does
         if self._reader is not None and self._task_state in _UNFINISHED:
             timeout = self._reader(self, timeout)
+        _refuse_to_wait_in_callback(self)
         try:
             return super().result(timeout)
         except concurrent.futures.CancelledError as exc:
@@ -240,6 +257,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         if self._reader is not None and self._task_state in _UNFINISHED:
             timeout = self._reader(self, timeout)
+        _refuse_to_wait_in_callback(self)
         try:
             exc = super().exception(timeout)
         except concurrent.futures.CancelledError as cancelled:
@@ -347,6 +365,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             self._call_done_callback(callback)
 
     def _call_done_callback(self, fn: Callable[[concurrent.futures.Future[R]], object]) -> None:
+        _callbacks.depth = getattr(_callbacks, "depth", 0) + 1
         try:
             fn(self)
         except BaseException as exc:
@@ -356,8 +375,11 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
                 self,
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
+        finally:
+            _callbacks.depth -= 1
 
     def _run_callback(self, callback: Callable[[Any], object], value: object) -> None:
+        _callbacks.depth = getattr(_callbacks, "depth", 0) + 1
         try:
             callback(value)
         except BaseException as exc:
@@ -369,6 +391,8 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
                 self._name,
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
+        finally:
+            _callbacks.depth -= 1
 
     def __await__(self) -> Generator[Any, None, R]:
         import asyncio
