@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
 class ParallelCallable(Protocol[P, R]):
@@ -25,6 +26,18 @@ class ParallelCallable(Protocol[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]: ...
 
     def _reference_bytes(self) -> bytes | None: ...
+
+
+class FutureOf(Protocol[R_co]):
+    """A handle or any ``concurrent.futures.Future`` seen through its result: unlike
+    ``Future[R]`` (invariant), handles of different result types make one list of
+    ``FutureOf[int | str]``, so ``gather(handles)`` is a ``list[int | str]``."""
+
+    def result(self, timeout: float | None = None) -> R_co: ...
+
+    def done(self) -> bool: ...
+
+    def cancelled(self) -> bool: ...
 
 
 class CallOptions(TypedDict, total=False):

@@ -31,7 +31,7 @@ from .pool import Pool, ShutdownSummary, live_pools
 if TYPE_CHECKING:
     from typing import Concatenate, Unpack
 
-    from ._typing import CallOptions, IterOptions, MapOptions, ParallelCallable
+    from ._typing import CallOptions, FutureOf, IterOptions, MapOptions, ParallelCallable
     from .policies import CircuitBreaker, Retry
 
 __all__ = [
@@ -534,7 +534,7 @@ def _imap_batches(
 
 @overload
 def gather(
-    handles: Iterable[concurrent.futures.Future[R]],
+    handles: Iterable[FutureOf[R]],
     on_error: Literal["raise", "skip"] = "raise",
     timeout: float | None = None,
 ) -> list[R]: ...
@@ -542,14 +542,14 @@ def gather(
 
 @overload
 def gather(
-    handles: Iterable[concurrent.futures.Future[R]],
+    handles: Iterable[FutureOf[R]],
     on_error: Literal["raise", "skip", "return"],
     timeout: float | None = None,
 ) -> list[R | BaseException]: ...
 
 
 def gather(
-    handles: Iterable[concurrent.futures.Future[R]],
+    handles: Iterable[Any],
     on_error: Literal["raise", "skip", "return"] = "raise",
     timeout: float | None = None,
 ) -> list[Any]:

@@ -10,7 +10,7 @@ both fail when an ignore is no longer needed.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import assert_type
 
 import makeparallel as mp
@@ -104,6 +104,11 @@ def gathering() -> None:
     assert_type(mp.gather(handles, on_error="return"), list[int | BaseException])
     for h in mp.as_completed(handles, timeout=10):
         assert_type(h, mp.Handle[int])
+    # Handles of different result types gather together: pyright infers list[int | str],
+    # mypy (which joins int and str to object) list[object].
+    mixed: Sequence[object] = mp.gather([square(1), shout("a")])
+    print(mixed, mp.gather((square(1), shout("a")), on_error="return"))
+    assert_type(mp.parallel_map(square.options(timeout=1), [1]), list[int])
     mp.gather([1, 2])  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
