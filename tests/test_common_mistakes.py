@@ -66,25 +66,29 @@ def test_a_lambda_on_a_process_pool_executor() -> None:
 def test_waiting_for_another_task_inside_a_callback() -> None:
     release = threading.Event()
     seen: list[BaseException | object] = []
-    with mp.Pool(workers=1, backend="thread") as pool:
+    with (
+        mp.Pool(workers=1, backend="thread") as pool,
+        mp.Pool(workers=1, backend="thread") as other,
+    ):
         first = pool.submit(identity, 1)
         blocked = pool.submit(release.wait, 30)
 
         def callback(done: concurrent.futures.Future[object]) -> None:
             seen.append(done.result())  # its own handle has ended: fine
+            seen.append(other.submit(identity, 2).result(timeout=30))  # another pool: fine
             try:
                 seen.append(blocked.result(timeout=30))
             except RuntimeError as error:
                 seen.append(error)
 
         first.add_done_callback(callback)
-        wait_until(lambda: len(seen) == 2, what="the callback")
+        wait_until(lambda: len(seen) == 3, what="the callback")
         release.set()
-    assert seen[0] == 1
-    assert isinstance(seen[1], RuntimeError)
-    message = str(seen[1])
+    assert seen[:2] == [1, 2]
+    assert isinstance(seen[2], RuntimeError)
+    message = str(seen[2])
     assert f"waiting for task {blocked.task_id}" in message
-    assert "inside a callback" in message
+    assert "inside a callback of another task of its pool" in message
     assert "chain the next step with on_complete or add_done_callback" in message
 
 

@@ -115,20 +115,28 @@ class InvalidTransitionError(RuntimeError):
     """A task was asked to make a state change its life cycle does not allow."""
 
 
-# How many callbacks of handles this thread is running now (they can nest): a callback
-# that waits for a task that has not ended blocks the thread that runs callbacks, which
-# for a pool is the thread that delivers its results or runs its tasks.
+# The pools (by their handles' canceller, one per pool) whose callbacks this thread is
+# running now; callbacks can nest. A callback that waits for an unfinished task of the
+# same pool blocks the thread that delivers that pool's results or runs its tasks.
 _callbacks = threading.local()
 
 
 def _refuse_to_wait_in_callback(handle: Handle[Any]) -> None:
-    if getattr(_callbacks, "depth", 0) and not handle.done():
+    owners: tuple[object, ...] = getattr(_callbacks, "owners", ())
+    if owners and handle._canceller in owners and not handle.done():
         raise RuntimeError(
             f"waiting for task {handle.task_id} ({handle.name}) inside a callback of another "
-            "task blocks the thread that runs callbacks, and waits for ever when that task "
-            "needs this thread: chain the next step with on_complete or add_done_callback "
-            "instead, or wait in a thread of your own"
+            "task of its pool blocks the thread that runs that pool's callbacks, and waits "
+            "for ever when the task needs this thread: chain the next step with on_complete "
+            "or add_done_callback instead, or wait in a thread of your own"
         )
+
+
+def _enter_callback(handle: Handle[Any]) -> tuple[object, ...]:
+    outer: tuple[object, ...] = getattr(_callbacks, "owners", ())
+    if handle._canceller is not None:
+        _callbacks.owners = (*outer, handle._canceller)
+    return outer
 
 
 def _reraise_ctrl_c(exc: BaseException) -> None:
@@ -365,7 +373,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             self._call_done_callback(callback)
 
     def _call_done_callback(self, fn: Callable[[concurrent.futures.Future[R]], object]) -> None:
-        _callbacks.depth = getattr(_callbacks, "depth", 0) + 1
+        outer = _enter_callback(self)
         try:
             fn(self)
         except BaseException as exc:
@@ -376,10 +384,10 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
         finally:
-            _callbacks.depth -= 1
+            _callbacks.owners = outer
 
     def _run_callback(self, callback: Callable[[Any], object], value: object) -> None:
-        _callbacks.depth = getattr(_callbacks, "depth", 0) + 1
+        outer = _enter_callback(self)
         try:
             callback(value)
         except BaseException as exc:
@@ -392,7 +400,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
         finally:
-            _callbacks.depth -= 1
+            _callbacks.owners = outer
 
     def __await__(self) -> Generator[Any, None, R]:
         import asyncio
