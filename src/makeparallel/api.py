@@ -225,7 +225,9 @@ class ParallelFunction(Generic[P, R]):
     # ``C().m`` take the remaining parameters and return a Handle. Type checkers do not
     # follow ``classmethod`` into a wrapper like this one, so the first two overloads
     # bind the class of a ``@classmethod @parallel`` method (its first parameter is
-    # ``type[C]``), reached through the class or through an instance.
+    # ``type[C]``), reached through the class or through an instance. (mypy does not
+    # check ``self`` here, so it also binds a plain method reached through its class:
+    # docs/guide.md, "Types", names the gap.)
     @overload
     def __get__(
         self: ParallelFunction[Concatenate[type[S], Q], R], instance: None, owner: type[S]
