@@ -1,7 +1,8 @@
 # The two set-up commands of the README:
 #   make demo   install makeparallel in .venv and show its speed-up on this machine
 #   make test   install the dev dependencies in .venv and run every check and test
-#   make docs   build the documentation site into site/ (mkdocs, strict: a warning fails)
+# Also: make docs builds the documentation site into site/ (mkdocs, strict: a warning
+# fails); make test builds it too.
 # PYTHON picks the interpreter (e.g. make test PYTHON=python3.13 VENV=.venv-3.13).
 
 PYTHON ?= python3
