@@ -44,8 +44,8 @@ if resolve_kind("auto") == "process":
     # The default engine loads with the pool, as concurrent.futures.process loads
     # multiprocessing: importing Pool costs what it costs once, and creating the first
     # pool costs only the pool.
-    from .backends import process as _default_engine  # noqa: F401
     from ._worker import main as _worker_main  # noqa: F401 - what a forked worker runs
+    from .backends import process as _default_engine  # noqa: F401
 
 if TYPE_CHECKING:
     from ._options import BackendSpec
