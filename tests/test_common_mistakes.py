@@ -153,7 +153,7 @@ def test_a_full_queue_with_max_pending() -> None:
         finally:
             release.set()
     message = str(caught.value)
-    assert "already has 1 tasks waiting (max_pending)" in message
+    assert "already has 1 task waiting (max_pending)" in message
     assert "raise max_pending, or set pending_timeout to wait longer" in message
 
 

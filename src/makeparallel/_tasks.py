@@ -142,7 +142,8 @@ class TaskBook:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise PoolFullError(
-                    f"pool {self.name!r} already has {limit} tasks waiting (max_pending); "
+                    f"pool {self.name!r} already has {limit} task{'s' if limit != 1 else ''} waiting "
+                    "(max_pending); "
                     f"{task.describe()} was not queued. Wait for results before submitting "
                     "more, raise max_pending, or set pending_timeout to wait longer"
                 )
