@@ -141,9 +141,9 @@ class TaskBook:
         while len(self.pending) >= limit and self.state == RUNNING and self.broken_by is None:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
+                waiting = f"{limit} task" if limit == 1 else f"{limit} tasks"
                 raise PoolFullError(
-                    f"pool {self.name!r} already has {limit} task{'s' if limit != 1 else ''} waiting "
-                    "(max_pending); "
+                    f"pool {self.name!r} already has {waiting} waiting (max_pending); "
                     f"{task.describe()} was not queued. Wait for results before submitting "
                     "more, raise max_pending, or set pending_timeout to wait longer"
                 )
