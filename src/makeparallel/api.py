@@ -57,6 +57,8 @@ _default_start = "auto"
 def default_pool(backend: BackendSpec | None = None) -> Pool:
     """The shared pool for ``backend`` (created on first use, sized to the usable CPUs)."""
     spec = _default_backend if backend is None else backend
+    if _settings.inline_mode is not None:
+        spec = "serial"  # a testing or debug mode: kept apart from the real default pools
     key = f"executor-{id(spec)}" if isinstance(spec, concurrent.futures.Executor) else spec
     with _defaults_lock:
         pool = _default_pools.get(key)
@@ -83,6 +85,7 @@ def configure(
     *,
     exit_timeout: float | object | None = _KEEP,
     start: str | None = None,
+    debug: bool | None = None,
 ) -> None:
     """Set the size and engine of the default pool.
 
@@ -91,6 +94,8 @@ def configure(
     how long work still running when the program ends may go on before it is
     stopped (60 s by default; None waits as long as it takes). ``start`` is
     how the default process pool's workers start, as for ``Pool``.
+    ``debug=True`` (or ``MAKEPARALLEL_DEBUG=1``) runs every task inline and logs
+    it (docs/testing.md, "Debugging").
     """
     global _default_workers, _default_backend, _default_start
     check_workers(workers)
@@ -98,6 +103,10 @@ def configure(
         _default_start = check_start(start)
     if backend is not None:
         check_backend(backend)
+    if debug is not None:
+        from ._inline_modes import set_debug
+
+        set_debug(bool(debug))
     if exit_timeout is not _KEEP:
         _settings.exit_timeout = (
             None if exit_timeout is None else check_seconds("exit_timeout", exit_timeout)
@@ -472,6 +481,7 @@ def gather(
     puts the exception in the failed task's place.
     """
     _mapping.check_on_error(on_error)
+    _mapping.before_wait()
     items = list(handles)
     for h in items:
         if not isinstance(h, concurrent.futures.Future):
@@ -500,4 +510,5 @@ def gather(
 
 def as_completed(handles: Iterable[Handle[R]], timeout: float | None = None) -> Iterator[Handle[R]]:
     """Yield each handle as its task ends (``TimeoutError`` if ``timeout`` passes first)."""
+    _mapping.before_wait()
     return cast(Iterator[Handle[R]], concurrent.futures.as_completed(list(handles), timeout))
