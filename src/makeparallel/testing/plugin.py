@@ -42,6 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _session_backend(config)  # a wrong ini value stops the run before any test
     config.addinivalue_line(
         "markers",
         "makeparallel(backend=None, check_pickle=True): run this test's makeparallel tasks "
