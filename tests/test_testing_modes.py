@@ -160,6 +160,14 @@ def test_deterministic_unordered_imap_yields_in_the_shuffled_order() -> None:
         assert list(mp.imap(echo, range(5), chunksize=1, ordered=False)) == got
 
 
+def test_deterministic_a_pool_shut_down_in_the_block_waits_for_its_held_tasks() -> None:
+    with mp.testing.deterministic(seed=4):
+        with mp.Pool(workers=2) as pool:
+            handles = [pool.submit(echo, i) for i in range(3)]
+        assert all(h.done() for h in handles)
+    assert [h.result() for h in handles] == [0, 1, 2]
+
+
 def test_run_pending_lets_concurrent_futures_wait() -> None:
     import concurrent.futures
 

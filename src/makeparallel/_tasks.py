@@ -428,6 +428,9 @@ class TaskBook:
 
     def wait_for_end(self, deadline: float | None) -> list[Task]:
         """Wait for every task to end, at most until ``deadline``: those that did not."""
+        inline = _settings.inline_mode
+        if inline is not None:
+            inline.before_wait()  # a deterministic mode's held tasks are this wait's too
         with self.lock:
             while self.pending or self.running or self.retrying:
                 remaining = None if deadline is None else deadline - time.monotonic()
