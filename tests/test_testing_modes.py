@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 from tests.testing_tasks import (
@@ -288,6 +289,31 @@ def test_rerun_inline_of_a_succeeded_task_needs_debug_mode(thread_pool: mp.Pool)
     assert handle.result(DEADLINE) == 2
     with pytest.raises(RuntimeError, match="MAKEPARALLEL_DEBUG"):
         handle.rerun_inline()
+
+
+class Payload:
+    """An argument whose lifetime a weak reference can watch."""
+
+
+def test_a_failed_handle_keeps_its_arguments_for_rerun_inline(serial_pool: mp.Pool) -> None:
+    payload = Payload()
+    ref = weakref.ref(payload)
+    failed = serial_pool.submit(divide, payload, 0)
+    assert isinstance(failed.exception(), TypeError)
+    del payload
+    assert ref() is not None  # kept by the handle ...
+    with pytest.raises(TypeError, match="Payload"):
+        failed.rerun_inline()  # ... to raise the failure again here
+
+
+def test_a_succeeded_handle_lets_its_arguments_go(serial_pool: mp.Pool) -> None:
+    payload = Payload()
+    ref = weakref.ref(payload)
+    handle = serial_pool.submit(id, payload)
+    assert handle.result() > 0
+    del payload
+    assert ref() is None  # freed although the handle lives on
+    assert handle.done()
 
 
 def test_rerun_inline_refuses_an_unfinished_task(one_thread_pool: mp.Pool) -> None:

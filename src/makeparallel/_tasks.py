@@ -83,7 +83,8 @@ class TaskBook:
     # -- queueing ----------------------------------------------------------------------
 
     def enqueue(self, task: Task) -> None:
-        task.handle._call = task  # what rerun_inline runs again (dropped on success)
+        if task.items is None:  # what rerun_inline runs again (dropped on success; _rerun)
+            task.handle._call = (task.fn, task.args, task.kwargs)
         watcher = _submit_hook.watcher
         if watcher is None:
             self._enqueue(task)
@@ -123,7 +124,7 @@ class TaskBook:
 
     def refuse(self, task: Task, error: BaseException) -> None:
         """A submitted task fails before it is queued (it cannot be sent, its breaker is open)."""
-        task.handle._call = task
+        task.handle._call = (task.fn, task.args, task.kwargs)
         with self.lock:
             self.recorder.attach(task)  # (its submitted count is written under this lock)
         task.handle._fail(error)

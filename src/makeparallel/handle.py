@@ -137,7 +137,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
     _function = ""  # the task's function, as metrics and events name it
     _tally: Any = None  # where the pool counts the function's tasks
     _queued_at = 0.0  # when the attempt to come was queued (monotonic)
-    _call: Any = None  # the pool's Task, kept for rerun_inline (dropped on success; _rerun)
+    _call: Any = None  # (fn, args, kwargs), kept for rerun_inline (dropped on success; _rerun)
 
     def __init__(
         self,
