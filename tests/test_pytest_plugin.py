@@ -202,17 +202,30 @@ def test_mp_no_leaks_fails_a_test_that_leaves_workers(tasks: pytest.Pytester) ->
             pool.submit(where).result(timeout=60)
             left.append(pool)
 
+        def test_leaves_a_thread_pool(mp_no_leaks):
+            pool = mp.Pool(workers=1, backend="thread", name="forgotten")
+            pool.submit(where).result(timeout=60)
+            left.append(pool)
+
         def test_closes_its_pool(mp_no_leaks):
             with mp.Pool(workers=1, backend="process", start="spawn") as pool:
                 pool.submit(where).result(timeout=60)
 
         def test_cleanup():
-            left[0].shutdown(wait=True)
+            for pool in left:
+                pool.shutdown(wait=True)
         """
     )
     result = tasks.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3, errors=1)
-    result.stdout.fnmatch_lines(["*the test left worker process(es)*Shut down every pool*"])
+    result.assert_outcomes(passed=4, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_leaves_a_pool*",
+            "*the test left worker process(es)*Shut down every pool*",
+            "*test_leaves_a_thread_pool*",
+            "*the test left thread(s)*forgotten-worker-*",
+        ]
+    )
 
 
 def test_mp_events_records_the_tests_task_events(tasks: pytest.Pytester) -> None:
