@@ -50,7 +50,8 @@ class InlineMode:
         self._log = log
         self._order = None if seed is None else random.Random(seed)
         self._held: list[tuple[TaskBook, Task]] = []
-        self._lock = threading.RLock()  # one drain at a time; a task's own wait may drain
+        self._held_lock = threading.Lock()
+        self._draining = threading.RLock()  # one drain at a time; a task's own wait may drain
 
     def enqueue(self, book: TaskBook, task: Task) -> None:
         book.admit(task)
@@ -58,7 +59,7 @@ class InlineMode:
             self._run(book, task)
             return
         task.handle._reader = self._read
-        with self._lock:
+        with self._held_lock:
             self._held.append((book, task))
 
     def before_wait(self) -> None:
@@ -70,9 +71,12 @@ class InlineMode:
         """Run every held task (and those they submit), in the seeded order."""
         if self._order is None:
             return
-        with self._lock:
-            while self._held:
-                batch, self._held = self._held, []
+        with self._draining:
+            while True:
+                with self._held_lock:
+                    batch, self._held = self._held, []
+                if not batch:
+                    return
                 self._order.shuffle(batch)
                 for book, task in batch:
                     self._run(book, task)

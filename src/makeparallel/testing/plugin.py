@@ -45,7 +45,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    _session_backend(config)  # a wrong ini value stops the run before any test
+    chosen = _session_backend(config)  # a wrong ini value stops the run before any test
+    if chosen in ("thread", "process"):  # once for the run (serial is a mode, set per test)
+        import makeparallel as mp
+
+        mp.configure(backend=chosen)
     config.addinivalue_line(
         "markers",
         "makeparallel(backend=None, check_pickle=True): run this test's makeparallel tasks "
@@ -118,9 +122,8 @@ def _mp_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
             f"@pytest.mark.makeparallel: unknown argument(s) {sorted(unknown)}; "
             "it takes backend= and check_pickle="
         )
-    mode, engine = _mode_for(
-        options.get("backend", session), bool(options.get("check_pickle", True))
-    )
+    backend = options.get("backend", session if session == "serial" else None)
+    mode, engine = _mode_for(backend, bool(options.get("check_pickle", True)))
     saved = _configuration()
     if engine is not None:
         import makeparallel as mp
