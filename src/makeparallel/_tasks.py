@@ -289,12 +289,13 @@ class TaskBook:
                 decision.delay,
             )
             following = task.next_attempt()
-            with self.lock:
+            with self.lock:  # whoever takes it from ``retrying`` also finds its timer entry
                 self.retrying[task.id] = following
-            handle._retry()
-            following.retry_entry = self.timer.call_at(
-                _clock.monotonic() + decision.delay, functools.partial(self._resubmit, following)
-            )
+                handle._retry()
+                following.retry_entry = self.timer.call_at(
+                    _clock.monotonic() + decision.delay,
+                    functools.partial(self._resubmit, following),
+                )
         else:
             assert error is not None
             handle._fail(error, _terminal_state(error))
