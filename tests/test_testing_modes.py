@@ -187,6 +187,27 @@ def test_a_cancelled_held_task_never_runs() -> None:
     assert handle.attempts == 0
 
 
+def test_a_task_cancelled_before_it_ran_can_still_be_run_inline() -> None:
+    with mp.testing.deterministic(seed=0):
+        handle = mp.parallel(divide)(6, 3)
+        assert handle.cancel()
+    assert handle.rerun_inline() == 2
+
+
+def test_mp_testing_loads_on_first_use() -> None:
+    code = (
+        "import sys, makeparallel as mp\n"
+        "before = 'makeparallel.testing' in sys.modules\n"
+        "mp.testing.serial\n"
+        "print(before, 'makeparallel.testing._modes' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
+
+
 # -- the fake clock ------------------------------------------------------------------------
 
 
