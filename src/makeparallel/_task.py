@@ -67,6 +67,7 @@ class Task:
         "kwargs",
         "profile",
         "retry",
+        "retry_entry",
         "star",
         "stop_error",
         "submit_context",
@@ -111,6 +112,7 @@ class Task:
         # the error to report instead of "the worker crashed"
         self.stop_error: BaseException | None = None
         self.deadline_entry: TimerEntry | None = None
+        self.retry_entry: TimerEntry | None = None  # when this (next) attempt is due
         self._cancel_event: threading.Event | None = None
         self.profile: Sample | None = None  # set while a profile is active (observe.sampling)
         # the submitter's contextvars, for engines that run the task in this process

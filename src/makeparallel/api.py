@@ -10,7 +10,6 @@ function never has to travel by value.
 from __future__ import annotations
 
 import concurrent.futures
-import enum
 import functools
 import os
 import sys
@@ -18,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
-from . import _mapping, _settings
+from . import _mapping, _options, _settings
 from ._arguments import StartMethod, check_start, check_workers
 from ._checks import check_seconds, check_timeout
 from ._map_setup import ItemsDone, with_bar, with_own_pool
@@ -65,6 +64,8 @@ _default_start: StartMethod = "auto"
 def default_pool(backend: BackendSpec | None = None) -> Pool:
     """The shared pool for ``backend`` (created on first use, sized to the usable CPUs)."""
     spec = _default_backend if backend is None else backend
+    if _settings.inline_mode is not None:
+        spec = "serial"  # a testing or debug mode: kept apart from the real default pools
     key = f"executor-{id(spec)}" if isinstance(spec, concurrent.futures.Executor) else spec
     with _defaults_lock:
         pool = _default_pools.get(key)
@@ -82,21 +83,13 @@ def default_pool(backend: BackendSpec | None = None) -> Pool:
         return pool
 
 
-class _Keep(enum.Enum):
-    """The default of an option that ``configure`` leaves as it is when not given."""
-
-    KEEP = "keep"
-
-
-_KEEP = _Keep.KEEP
-
-
 def configure(
     workers: int | None = None,
     backend: BackendSpec | None = None,
     *,
-    exit_timeout: float | Literal[_Keep.KEEP] | None = _KEEP,
+    exit_timeout: float | Literal[_options.Keep.KEEP] | None = _options.KEEP,
     start: StartMethod | None = None,
+    debug: bool | None = None,
 ) -> None:
     """Set the size and engine of the default pool.
 
@@ -105,6 +98,8 @@ def configure(
     how long work still running when the program ends may go on before it is
     stopped (60 s by default; None waits as long as it takes). ``start`` is
     how the default process pool's workers start, as for ``Pool``.
+    ``debug=True`` (or ``MAKEPARALLEL_DEBUG=1``) runs every task inline and logs
+    it (docs/testing.md, "Debugging").
     """
     global _default_workers, _default_backend, _default_start
     check_workers(workers)
@@ -113,7 +108,11 @@ def configure(
         _default_start = start
     if backend is not None:
         check_backend(backend)
-    if exit_timeout is not _KEEP:
+    if debug is not None:
+        from ._inline_modes import set_debug
+
+        set_debug(bool(debug))
+    if exit_timeout is not _options.KEEP:
         _settings.exit_timeout = (
             None if exit_timeout is None else check_seconds("exit_timeout", exit_timeout)
         )
@@ -562,6 +561,7 @@ def gather(
     puts the exception in the failed task's place.
     """
     _mapping.check_on_error(on_error)
+    _mapping.before_wait()
     items = list(handles)
     for h in items:
         if not isinstance(h, concurrent.futures.Future):
@@ -590,4 +590,5 @@ def gather(
 
 def as_completed(handles: Iterable[F], timeout: float | None = None) -> Iterator[F]:
     """Yield each handle as its task ends (``TimeoutError`` if ``timeout`` passes first)."""
+    _mapping.before_wait()
     return cast(Iterator[F], concurrent.futures.as_completed(list(handles), timeout))

@@ -161,6 +161,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
     _function = ""  # the task's function, as metrics and events name it
     _tally: Any = None  # where the pool counts the function's tasks
     _queued_at = 0.0  # when the attempt to come was queued (monotonic)
+    _call: Any = None  # (fn, args, kwargs), kept for rerun_inline (dropped on success; _rerun)
 
     def __init__(
         self,
@@ -401,6 +402,17 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             )
         finally:
             _callbacks.owners = outer
+
+    def rerun_inline(self) -> R:
+        """Run the finished task's function again, here, with the same arguments.
+
+        Returns its result or raises its exception (with the real traceback), so a
+        ``breakpoint()`` in the function stops in this process. Arguments are kept
+        for tasks that did not succeed; for succeeded ones only in debug mode.
+        """
+        from ._rerun import rerun
+
+        return rerun(self)  # type: ignore[no-any-return]
 
     def __await__(self) -> Generator[Any, None, R]:
         import asyncio
