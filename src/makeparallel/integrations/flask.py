@@ -19,11 +19,7 @@ needs (``request.args["n"]``, ``app.config["X"]``), not the proxies.
 
 from __future__ import annotations
 
-import atexit
 import inspect
-import os
-import threading
-import weakref
 from typing import Any
 
 from . import missing
@@ -34,6 +30,7 @@ except ImportError as error:
     raise ImportError(missing("flask", "flask", "makeparallel.integrations.flask")) from error
 
 from ..pool import Pool
+from ._lazy import LazyPool
 
 __all__ = ["MakeParallel"]
 
@@ -60,35 +57,6 @@ def pool_options(config: Any) -> dict[str, Any]:
     return options
 
 
-class _AppPool:
-    """One app's pool in this process, made when first asked for."""
-
-    def __init__(self, name: str, options: dict[str, Any], shutdown_timeout: float | None):
-        self.options = {"name": name, **options}
-        self.shutdown_timeout = shutdown_timeout
-        self.lock = threading.Lock()
-        self.pool: Pool | None = None
-        self.pid = 0
-
-    def get(self) -> Pool:
-        pool = self.pool
-        if pool is not None and self.pid == os.getpid():
-            return pool
-        with self.lock:
-            if self.pool is None or self.pid != os.getpid():
-                # in a forked process the parent's pool has no workers here: make our own
-                self.pool = Pool(**self.options)
-                self.pid = os.getpid()
-                atexit.register(_close, weakref.ref(self.pool), self.shutdown_timeout)
-            return self.pool
-
-
-def _close(ref: weakref.ref[Pool], timeout: float | None) -> None:
-    pool = ref()
-    if pool is not None:
-        pool.shutdown(wait=True, timeout=timeout)
-
-
 class MakeParallel:
     """The Flask extension: ``MakeParallel(app)``, or ``MakeParallel()`` then ``init_app(app)``.
 
@@ -108,7 +76,8 @@ class MakeParallel:
         """Read ``app.config`` (a misspelt ``MAKEPARALLEL_`` key is an error); starts nothing."""
         options = pool_options(app.config)
         timeout = app.config.get(SHUTDOWN_TIMEOUT, 30.0)
-        app.extensions["makeparallel"] = _AppPool(app.name, options, timeout)
+        options.setdefault("name", app.name)
+        app.extensions["makeparallel"] = LazyPool(options, timeout)
 
     def get_pool(self, app: flask.Flask | None = None) -> Pool:
         """The pool of ``app`` (default: the current app) in this process."""
@@ -125,7 +94,7 @@ class MakeParallel:
                 f"Flask app {app.name!r} has no makeparallel pool: call "
                 "MakeParallel().init_app(app) when the app is created"
             )
-        assert isinstance(state, _AppPool)
+        assert isinstance(state, LazyPool)
         return state.get()
 
     @property
