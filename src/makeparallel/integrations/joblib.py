@@ -1,0 +1,179 @@
+"""joblib and scikit-learn: a joblib backend named "makeparallel".
+
+    register()
+    with joblib.parallel_config(backend="makeparallel", n_jobs=4):
+        Parallel()(delayed(f)(x) for x in xs)       # batches run on makeparallel workers
+        cross_val_score(model, X, y, n_jobs=4)        # so does scikit-learn's work
+
+    joblib.Parallel --configure--> a Pool: the caller's (pool=...), or one kept for reuse
+                    --submit-----> pool.submit(batch) --> Handle --done--> joblib's callback
+                    --abort------> cancel every outstanding handle (running ones are killed)
+
+Batches are sized as joblib sizes them for its own process backends (it
+grows them until one takes a fraction of a second). ``require="sharedmem"``
+and ``prefer="threads"`` run on makeparallel's thread engine; anything else
+on worker processes. A ``Parallel`` inside a task runs sequentially, in
+that task: workers never wait for other workers. A pool passed in by the
+caller is never shut down here; the ones this module makes are kept for
+the next ``Parallel`` call, as joblib keeps its own, and closed at exit.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from . import missing
+
+try:
+    import joblib
+    from joblib._parallel_backends import (
+        AutoBatchingMixin,
+        FallbackToBackend,
+        ParallelBackendBase,
+        SequentialBackend,
+    )
+except ImportError as error:
+    raise ImportError(missing("joblib", "joblib", "makeparallel.integrations.joblib")) from error
+
+from .._sizing import usable_cpus
+from ..handle import Handle
+from ..pool import Pool
+from ..task import current_task
+
+__all__ = ["NAME", "MakeParallelBackend", "register"]
+
+NAME = "makeparallel"
+
+
+def register(make_default: bool = False) -> None:
+    """Make ``backend="makeparallel"`` known to joblib (and the default with ``make_default``)."""
+    joblib.register_parallel_backend(NAME, MakeParallelBackend, make_default=make_default)
+
+
+class _Kept:
+    """The pools this module made, one per engine, reused by the next ``Parallel`` call."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pools: dict[str, Pool] = {}
+
+    def get(self, kind: str, workers: int) -> Pool:
+        with self.lock:
+            pool = self.pools.get(kind)
+            if pool is not None and pool._open and pool._pid == os.getpid():
+                if pool.workers == workers:
+                    return pool
+                pool.shutdown(wait=False)  # its running batches finish; then it closes
+            pool = Pool(workers=workers, backend=kind, name=f"joblib-{kind}")
+            self.pools[kind] = pool
+            return pool
+
+
+_kept = _Kept()
+
+
+class MakeParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
+    """joblib's side of a makeparallel pool; ``pool=`` runs the work on a pool of yours.
+
+    Made by joblib: ``parallel_config(backend="makeparallel", pool=my_pool)``
+    passes ``pool`` here.
+    """
+
+    default_n_jobs = -1  # chosen explicitly, this backend uses every CPU unless told
+    supports_retrieve_callback = True
+    supports_return_generator = True
+    supports_timeout = True
+    supports_sharedmem = True  # require="sharedmem" runs on the thread engine
+    uses_threads = False
+
+    def __init__(
+        self,
+        nesting_level: int | None = None,
+        inner_max_num_threads: int | None = None,
+        pool: Pool | None = None,
+        **backend_kwargs: Any,
+    ) -> None:
+        super().__init__(
+            nesting_level=nesting_level,
+            inner_max_num_threads=inner_max_num_threads,
+            **backend_kwargs,
+        )
+        if pool is not None and not isinstance(pool, Pool):
+            raise TypeError(f"pool must be a makeparallel Pool, got {type(pool).__name__}")
+        self._own_pool = pool
+        self._pool: Pool | None = None
+        self._lock = threading.Lock()
+        self._outstanding: set[Future[Any]] = set()
+
+    def effective_n_jobs(self, n_jobs: int | None) -> int:
+        if n_jobs == 0:
+            raise ValueError("n_jobs == 0 in Parallel has no meaning")
+        if current_task() is not None:
+            return 1  # inside a task: its workers are busy, so nested work runs here
+        if n_jobs is None:
+            n_jobs = self.default_n_jobs
+        limit = self._own_pool.workers if self._own_pool is not None else usable_cpus()
+        if n_jobs < 0:
+            return max(limit + 1 + n_jobs, 1)
+        return min(n_jobs, limit) if self._own_pool is not None else n_jobs
+
+    def configure(
+        self,
+        n_jobs: int | None = 1,
+        parallel: Any = None,
+        prefer: str | None = None,
+        require: str | None = None,
+        **backend_kwargs: Any,
+    ) -> int:
+        workers = self.effective_n_jobs(n_jobs)
+        if workers == 1:
+            raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
+        threads = require == "sharedmem" or prefer == "threads"
+        own = self._own_pool
+        if own is not None and (not threads or own.backend == "thread"):
+            self._pool = own
+        else:
+            self._pool = _kept.get("thread" if threads else "process", workers)
+        self.parallel = parallel
+        return workers
+
+    def submit(self, func: Callable[[], Any], callback: Callable[[Any], Any] | None = None) -> Any:
+        if self._pool is None:
+            raise RuntimeError("the makeparallel joblib backend was used before configure()")
+        handle = self._pool.submit(func)
+        with self._lock:
+            self._outstanding.add(handle)
+        handle.add_done_callback(self._forget)
+        if callback is not None:
+            handle.add_done_callback(callback)
+        return handle
+
+    def _forget(self, handle: Future[Any]) -> None:
+        with self._lock:
+            self._outstanding.discard(handle)
+
+    def retrieve_result_callback(self, out: Handle[Any]) -> Any:
+        return out.result()
+
+    def retrieve_result(self, out: Handle[Any], timeout: float | None = None) -> Any:
+        return out.result(timeout=timeout)
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        # One batch failed: the others' results will not be used. Cancel them all -
+        # a running one's worker is killed and replaced, so the pool stays ready.
+        with self._lock:
+            outstanding = list(self._outstanding)
+        for handle in outstanding:
+            handle.cancel()
+
+    def terminate(self) -> None:
+        # The end of a Parallel call: the pool stays (the caller's, or kept for reuse).
+        self._pool = None
+        self.reset_batch_stats()
+
+    def get_nested_backend(self) -> tuple[Any, int | None]:
+        return SequentialBackend(nesting_level=(self.nesting_level or 0) + 1), None
