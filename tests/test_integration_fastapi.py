@@ -178,3 +178,14 @@ def test_without_fastapi_the_error_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.delitem(sys.modules, "makeparallel.integrations.fastapi")
     with pytest.raises(ImportError, match=r'pip install "makeparallel\[fastapi\]"'):
         importlib.import_module("makeparallel.integrations.fastapi")
+
+
+def test_setup_after_the_app_started_is_an_error() -> None:
+    app = make_app(workers=1, backend="thread")
+
+    async def scenario() -> None:
+        async with LifespanManager(app):
+            setup(app, workers=1)
+
+    with pytest.raises(RuntimeError, match="before the app starts"):
+        asyncio.run(scenario())

@@ -15,6 +15,7 @@ from joblib import Parallel, delayed, parallel_config
 
 import makeparallel as mp
 from makeparallel.integrations.joblib import register
+from makeparallel.pool import live_pools
 from processes import worker_pids
 
 register()
@@ -126,3 +127,28 @@ def test_without_joblib_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delitem(sys.modules, "makeparallel.integrations.joblib")
     with pytest.raises(ImportError, match=r'pip install "makeparallel\[joblib\]"'):
         importlib.import_module("makeparallel.integrations.joblib")
+
+
+def test_the_pool_made_for_joblib_is_reused_and_replaced_for_another_size() -> None:
+    def kept() -> list[mp.Pool]:
+        return [p for p in live_pools() if p.name == "joblib-process" and p._open]
+
+    with parallel_config(backend="makeparallel", n_jobs=2):
+        Parallel()(delayed(os.getpid)() for _ in range(4))
+        pools = kept()
+        again = set(Parallel()(delayed(os.getpid)() for _ in range(4)))
+        assert kept() == pools
+        assert len(pools) == 1
+        assert again <= set(worker_pids(pools[0]))
+    with parallel_config(backend="makeparallel", n_jobs=3):
+        Parallel()(delayed(os.getpid)() for _ in range(6))
+        now = kept()
+    assert len(now) == 1
+    assert now[0].workers == 3
+    assert not pools[0]._open  # the old size was shut down, not left running
+
+
+def test_results_can_be_streamed_as_a_generator() -> None:
+    with parallel_config(backend="makeparallel", n_jobs=2):
+        stream = Parallel(return_as="generator_unordered")(delayed(pow)(i, 2) for i in range(10))
+        assert sorted(stream) == [i * i for i in range(10)]

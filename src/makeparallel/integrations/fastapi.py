@@ -112,6 +112,9 @@ def setup(
     """
     if retry_after < 0:
         raise ValueError(f"retry_after must be >= 0 seconds, got {retry_after}")
+    if getattr(app, "middleware_stack", None) is not None:
+        # its exception handlers and lifespan are fixed once it has started
+        raise RuntimeError("setup(app) must be called before the app starts serving")
     inner: Callable[[Any], AbstractAsyncContextManager[Any]] = app.router.lifespan_context
 
     @asynccontextmanager

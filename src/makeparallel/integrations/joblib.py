@@ -55,22 +55,36 @@ def register(make_default: bool = False) -> None:
 
 
 class _Kept:
-    """The pools this module made, one per engine, reused by the next ``Parallel`` call."""
+    """The pools this module made, one per engine, reused by the next ``Parallel`` call.
+
+    A call that needs another size replaces the kept pool; the old one is shut
+    down once no ``Parallel`` call uses it any more.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pools: dict[str, Pool] = {}
+        self.users: dict[Pool, int] = {}
 
-    def get(self, kind: str, workers: int) -> Pool:
+    def take(self, kind: str, workers: int) -> Pool:
         with self.lock:
             pool = self.pools.get(kind)
-            if pool is not None and pool._open and pool._pid == os.getpid():
-                if pool.workers == workers:
-                    return pool
-                pool.shutdown(wait=False)  # its running batches finish; then it closes
-            pool = Pool(workers=workers, backend=kind, name=f"joblib-{kind}")
-            self.pools[kind] = pool
+            usable = pool is not None and pool._open and pool._pid == os.getpid()
+            if pool is None or not usable or pool.workers != workers:
+                if pool is not None and usable and not self.users.get(pool):
+                    pool.shutdown(wait=False)
+                pool = Pool(workers=workers, backend=kind, name=f"joblib-{kind}")
+                self.pools[kind] = pool
+            self.users[pool] = self.users.get(pool, 0) + 1
             return pool
+
+    def give_back(self, pool: Pool) -> None:
+        with self.lock:
+            left = self.users.pop(pool, 1) - 1
+            if left:
+                self.users[pool] = left
+            elif pool not in self.pools.values() and pool._open:
+                pool.shutdown(wait=False)
 
 
 _kept = _Kept()
@@ -137,7 +151,7 @@ class MakeParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: igno
         if own is not None and (not threads or own.backend == "thread"):
             self._pool = own
         else:
-            self._pool = _kept.get("thread" if threads else "process", workers)
+            self._pool = _kept.take("thread" if threads else "process", workers)
         self.parallel = parallel
         return workers
 
@@ -172,6 +186,8 @@ class MakeParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: igno
 
     def terminate(self) -> None:
         # The end of a Parallel call: the pool stays (the caller's, or kept for reuse).
+        if self._pool is not None and self._pool is not self._own_pool:
+            _kept.give_back(self._pool)
         self._pool = None
         self.reset_batch_stats()
 

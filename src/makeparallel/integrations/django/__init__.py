@@ -19,6 +19,7 @@ The app's ``ready()`` only checks the settings; it starts nothing.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -43,8 +44,7 @@ __all__ = ["DjangoPool", "get_pool", "pool_options"]
 
 #: the setting's own keys; the others are Pool's parameters
 SHUTDOWN_TIMEOUT = "shutdown_timeout"
-_POOL_KEYS = frozenset(Pool.__init__.__code__.co_varnames[1 : Pool.__init__.__code__.co_argcount])
-_POOL_KEYS |= frozenset(Pool.__init__.__kwdefaults__ or ())
+_POOL_KEYS = frozenset(inspect.signature(Pool.__init__).parameters) - {"self"}
 
 
 def pool_options() -> tuple[dict[str, Any], float | None]:
