@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
 import pytest
@@ -30,9 +31,15 @@ from processes import worker_pids
 Pooled = Annotated[mp.Pool, Depends(get_pool)]
 
 
-def spin(seconds: float) -> tuple[int, float, float]:
-    """Keep a CPU busy for ``seconds``; say where and when (wall clock, comparable across
-    processes)."""
+def spin(seconds: float, meeting: str) -> tuple[int, float, float]:
+    """Keep a CPU busy for ``seconds``, once the other task has started too (each leaves a
+    file in ``meeting``); say where and when (wall clock, comparable across processes)."""
+    Path(meeting, str(os.getpid())).touch()
+    deadline = time.monotonic() + 30
+    while len(os.listdir(meeting)) < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other task never started alongside this one")
+        time.sleep(0.002)
     start = time.time()
     while time.time() - start < seconds:
         pass
@@ -44,8 +51,8 @@ def make_app(**options: object) -> FastAPI:
     setup(app, **options)
 
     @app.get("/spin")
-    async def spin_route(seconds: float, pool: Pooled) -> dict[str, float]:
-        pid, start, end = await pool.submit(spin, seconds)
+    async def spin_route(seconds: float, meeting: str, pool: Pooled) -> dict[str, float]:
+        pid, start, end = await pool.submit(spin, seconds, meeting)
         return {"pid": pid, "start": start, "end": end}
 
     return app
@@ -55,7 +62,9 @@ def client(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app")
 
 
-def test_concurrent_requests_run_in_parallel_in_workers_that_end_with_the_app() -> None:
+def test_concurrent_requests_run_in_parallel_in_workers_that_end_with_the_app(
+    tmp_path: Path,
+) -> None:
     app = make_app(workers=2, start="spawn")
 
     async def scenario() -> tuple[list[dict[str, float]], list[int]]:
@@ -65,9 +74,9 @@ def test_concurrent_requests_run_in_parallel_in_workers_that_end_with_the_app() 
                 wait_until, lambda: pool.health().workers_alive == 2, 30.0, "both workers"
             )
             pids = worker_pids(pool)
+            query = {"seconds": 0.3, "meeting": str(tmp_path)}
             answers = await asyncio.gather(
-                http.get("/spin", params={"seconds": 0.5}),
-                http.get("/spin", params={"seconds": 0.5}),
+                http.get("/spin", params=query), http.get("/spin", params=query)
             )
             assert [a.status_code for a in answers] == [200, 200]
             return [a.json() for a in answers], pids
