@@ -93,6 +93,10 @@ def test_each_task_closes_its_connection_when_it_ends() -> None:
     with DjangoPool(workers=1, backend="thread") as threads:
         threads.submit(note_texts).result(timeout=60)
         assert threads.submit(connection_open).result(timeout=60) is False
+    # a task run inline, in the caller's thread, leaves the caller's connection alone
+    with DjangoPool(backend="serial") as inline:
+        inline.submit(note_texts).result(timeout=60)
+        assert connection_open() is True
 
 
 def test_ready_only_checks_the_settings(settings: object) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,6 +37,7 @@ except ImportError as error:
 from ..._arguments import worker_setup
 from ..._map_port import MapPort
 from ..._task import short_name, unwrap_parallel
+from ..._worker.state import in_worker
 from ...handle import Handle
 from ...pool import Pool
 from .._lazy import LazyPool
@@ -97,7 +99,8 @@ def setup_worker(
     from django.apps import apps
 
     if apps.ready:
-        _forget_inherited_connections()
+        if in_worker():  # a forked process (a thread of this one has no connections yet)
+            _forget_inherited_connections()
     else:
         if settings_module is None and not settings.configured:
             raise ImproperlyConfigured(
@@ -135,10 +138,15 @@ def close_connections() -> None:
 
 
 class AfterTask:
-    """A task's function, then ``close_connections()``, whatever the function did."""
+    """A task's function, then ``close_connections()``, whatever the function did.
+
+    Not when the task runs in the thread that submitted it (``backend="serial"``):
+    those connections are the caller's, in the middle of its own work.
+    """
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
+        self.caller = threading.get_ident()
         self.__qualname__ = short_name(unwrap_parallel(fn)[0])
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -146,7 +154,8 @@ class AfterTask:
         try:
             return fn(*args, **kwargs)
         finally:
-            close_connections()
+            if in_worker() or threading.get_ident() != self.caller:
+                close_connections()
 
 
 class _Maps(MapPort):
