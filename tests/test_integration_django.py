@@ -23,6 +23,7 @@ pytest.importorskip("pytest_django")
 import django
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.db import connections
 
 import makeparallel as mp
 from makeparallel.pool import live_pools
@@ -45,6 +46,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         from makeparallel.integrations.django import get_pool
 
         get_pool().shutdown()
+        connections.close_all()
 
 
 def test_a_process_task_queries_the_database_with_the_orm() -> None:
@@ -90,6 +92,7 @@ def test_each_task_closes_its_connection_when_it_ends() -> None:
     with mp.Pool(workers=1, backend="thread") as plain:
         plain.submit(note_texts).result(timeout=60)
         assert plain.submit(connection_open).result(timeout=60) is True
+        plain.submit(connections.close_all).result(timeout=60)
     with DjangoPool(workers=1, backend="thread") as threads:
         threads.submit(note_texts).result(timeout=60)
         assert threads.submit(connection_open).result(timeout=60) is False
