@@ -198,3 +198,26 @@ def test_setup_after_the_app_started_is_an_error() -> None:
 
     with pytest.raises(RuntimeError, match="before the app starts"):
         asyncio.run(scenario())
+
+
+def test_a_plain_starlette_app_reaches_the_pool_from_the_request() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from makeparallel.integrations.fastapi import pool_of
+
+    async def total(request: Request) -> JSONResponse:
+        return JSONResponse({"total": await pool_of(request).submit(sum, [1, 2, 3])})
+
+    app = Starlette(routes=[Route("/total", total)])
+    setup(app, workers=1, backend="thread")
+
+    async def scenario() -> tuple[dict[str, int], int]:
+        async with LifespanManager(app), client(app) as http:
+            answer = await http.get("/total")
+            health = await http.get("/health/pool")
+            return answer.json(), health.status_code
+
+    assert asyncio.run(scenario()) == ({"total": 6}, 200)

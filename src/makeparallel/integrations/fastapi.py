@@ -36,7 +36,7 @@ except ImportError as error:  # pragma: no cover - shown by a test that hides st
 from ..errors import PoolFullError
 from ..pool import Pool
 
-__all__ = ["get_pool", "pool_full_response", "pool_lifespan", "setup"]
+__all__ = ["get_pool", "pool_full_response", "pool_lifespan", "pool_of", "setup"]
 
 #: where the pool is kept on ``app.state``
 STATE_KEY = "makeparallel_pool"
@@ -67,8 +67,16 @@ async def pool_lifespan(
         await asyncio.to_thread(pool.shutdown, wait=True, timeout=shutdown_timeout)
 
 
-def get_pool(request: Request) -> Pool:
-    """A dependency: ``pool: Pool = Depends(get_pool)`` gives the app's pool."""
+async def get_pool(request: Request) -> Pool:
+    """A dependency: ``pool: Pool = Depends(get_pool)`` gives the app's pool.
+
+    (A coroutine because FastAPI runs a plain function dependency in a thread.)
+    """
+    return pool_of(request)
+
+
+def pool_of(request: Request) -> Pool:
+    """The app's pool, from a request (for Starlette routes, without ``Depends``)."""
     pool = getattr(request.app.state, STATE_KEY, None)
     if pool is None:
         raise RuntimeError(
@@ -130,7 +138,7 @@ def setup(
     if health_path is not None:
 
         async def pool_health(request: Request) -> Response:
-            report = get_pool(request).health()
+            report = pool_of(request).health()
             return JSONResponse(report.to_dict(), status_code=200 if report.healthy else 503)
 
         app.add_route(health_path, pool_health, methods=["GET"], include_in_schema=False)
