@@ -40,6 +40,13 @@ from .backends.base import Backend, WeakSink
 from .errors import CircuitOpenError
 from .handle import Handle, TaskState, next_task_id
 
+if resolve_kind("auto") == "process":
+    # The default engine loads with the pool, as concurrent.futures.process loads
+    # multiprocessing: importing Pool costs what it costs once, and creating the first
+    # pool costs only the pool.
+    from .backends import process as _default_engine  # noqa: F401
+    from ._worker import main as _worker_main  # noqa: F401 - what a forked worker runs
+
 if TYPE_CHECKING:
     from .health import HealthReport
     from .observe.events import Listener
