@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 import time
@@ -131,3 +132,38 @@ def test_at_exit_the_pool_is_closed_within_its_shutdown_timeout(tmp_path: Path) 
     assert time.monotonic() - started < 20
     worker = int(done.stdout.split()[-1])
     wait_until(lambda: not alive(worker), 10.0, "the worker to exit")
+
+
+def test_a_forked_server_process_gets_a_pool_of_its_own(tmp_path: Path) -> None:
+    # as gunicorn --preload does: the app (and here its pool) exists before the fork
+    script = tmp_path / "preload.py"
+    write_program(
+        script,
+        """
+        import json, os, sys
+        import flask
+        from makeparallel.integrations.flask import MakeParallel
+
+        app = flask.Flask("preloaded")
+        app.config.update(MAKEPARALLEL_WORKERS=1, MAKEPARALLEL_BACKEND="thread")
+        parallel = MakeParallel(app)
+        parent_pool = parallel.get_pool(app)
+        parent_pool.submit(abs, -1).result(timeout=30)
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:
+            pool = parallel.get_pool(app)
+            found = {"new": pool is not parent_pool, "value": pool.submit(abs, -5).result(30),
+                     "same_again": parallel.get_pool(app) is pool}
+            os.write(write, json.dumps(found).encode())
+            pool.shutdown()
+            os._exit(0)
+        os.close(write)
+        os.waitpid(child, 0)
+        print(os.read(read, 1000).decode())
+        print(parallel.get_pool(app) is parent_pool)
+        """,
+    )
+    child, parent_kept = run_program(script, timeout=60).stdout.split("\n")[:2]
+    assert json.loads(child) == {"new": True, "value": 5, "same_again": True}
+    assert parent_kept == "True"
