@@ -152,3 +152,22 @@ def test_results_can_be_streamed_as_a_generator() -> None:
     with parallel_config(backend="makeparallel", n_jobs=2):
         stream = Parallel(return_as="generator_unordered")(delayed(pow)(i, 2) for i in range(10))
         assert sorted(stream) == [i * i for i in range(10)]
+
+
+def native_threads() -> tuple[str | None, int]:
+    from threadpoolctl import threadpool_info
+
+    import numpy as np
+
+    np.ones(4) @ np.ones(4)  # BLAS loaded
+    limits = {info["num_threads"] for info in threadpool_info()}
+    return os.environ.get("OMP_NUM_THREADS"), max(limits, default=1)
+
+
+def test_workers_share_the_cpus_among_their_native_threads() -> None:
+    pytest.importorskip("threadpoolctl")
+    pytest.importorskip("numpy")
+    with parallel_config(backend="makeparallel", n_jobs=2, inner_max_num_threads=1):
+        answers = set(Parallel()(delayed(native_threads)() for _ in range(4)))
+    # one thread each for OpenMP and BLAS, as loaded after the limit and before it
+    assert answers == {("1", 1)}

@@ -12,7 +12,8 @@
 Batches are sized as joblib sizes them for its own process backends (it
 grows them until one takes a fraction of a second). ``require="sharedmem"``
 and ``prefer="threads"`` run on makeparallel's thread engine; anything else
-on worker processes. A ``Parallel`` inside a task runs sequentially, in
+on worker processes, whose native libraries (OpenMP, BLAS) share the CPUs
+among them. A ``Parallel`` inside a task runs sequentially, in
 that task: workers never wait for other workers. A pool passed in by the
 caller is never shut down here; the ones this module makes are kept for
 the next ``Parallel`` call, as joblib keeps its own, and closed at exit.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -65,16 +67,30 @@ class _Kept:
         self.lock = threading.Lock()
         self.pools: dict[str, Pool] = {}
         self.users: dict[Pool, int] = {}
+        self.sizes: weakref.WeakKeyDictionary[Pool, tuple[int, int | None]] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def take(self, kind: str, workers: int) -> Pool:
+    def take(self, kind: str, workers: int, threads_each: int | None) -> Pool:
         with self.lock:
             pool = self.pools.get(kind)
             usable = pool is not None and pool._open and pool._pid == os.getpid()
-            if pool is None or not usable or pool.workers != workers:
+            wanted = (workers, threads_each)
+            if pool is None or not usable or self.sizes.get(pool) != wanted:
                 if pool is not None and usable and not self.users.get(pool):
                     pool.shutdown(wait=False)
-                pool = Pool(workers=workers, backend=kind, name=f"joblib-{kind}")
+                if threads_each is None:
+                    pool = Pool(workers=workers, backend=kind, name=f"joblib-{kind}")
+                else:
+                    pool = Pool(
+                        workers=workers,
+                        backend=kind,
+                        name=f"joblib-{kind}",
+                        initializer=limit_threads,
+                        initargs=(threads_each,),
+                    )
                 self.pools[kind] = pool
+                self.sizes[pool] = wanted
             self.users[pool] = self.users.get(pool, 0) + 1
             return pool
 
@@ -89,6 +105,34 @@ class _Kept:
 
 _kept = _Kept()
 
+#: what limits the threads of native libraries (OpenMP, BLAS) in a worker
+THREAD_LIMITS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+_limits: list[Any] = []  # threadpoolctl's limits, kept for the worker's life
+
+
+def limit_threads(threads: int) -> None:
+    """A worker's initializer: native libraries use at most ``threads`` threads each.
+
+    Workers that each start a thread per CPU for their BLAS would fight for
+    the same cores, as joblib's own process backend knows. The variables
+    reach libraries the worker loads from now on; threadpoolctl (installed
+    with scikit-learn) also limits those a forked worker already has.
+    """
+    for name in THREAD_LIMITS:
+        os.environ[name] = str(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    _limits.append(threadpool_limits(limits=threads))
+
 
 class MakeParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
     """joblib's side of a makeparallel pool; ``pool=`` runs the work on a pool of yours.
@@ -98,6 +142,7 @@ class MakeParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: igno
     """
 
     default_n_jobs = -1  # chosen explicitly, this backend uses every CPU unless told
+    supports_inner_max_num_threads = True  # parallel_config(inner_max_num_threads=...)
     supports_retrieve_callback = True
     supports_return_generator = True
     supports_timeout = True
@@ -151,7 +196,10 @@ class MakeParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: igno
         if own is not None and (not threads or own.backend == "thread"):
             self._pool = own
         else:
-            self._pool = _kept.take("thread" if threads else "process", workers)
+            threads_each = None
+            if not threads:
+                threads_each = self.inner_max_num_threads or max(usable_cpus() // workers, 1)
+            self._pool = _kept.take("thread" if threads else "process", workers, threads_each)
         self.parallel = parallel
         return workers
 
