@@ -155,9 +155,8 @@ def test_results_can_be_streamed_as_a_generator() -> None:
 
 
 def native_threads() -> tuple[str | None, int]:
-    from threadpoolctl import threadpool_info
-
     import numpy as np
+    from threadpoolctl import threadpool_info
 
     np.ones(4) @ np.ones(4)  # BLAS loaded
     limits = {info["num_threads"] for info in threadpool_info()}
