@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,11 +15,17 @@ pytest.importorskip("joblib")
 from joblib import Parallel, delayed, parallel_config
 
 import makeparallel as mp
-from makeparallel.integrations.joblib import register
+from makeparallel.integrations.joblib import register, shutdown
 from makeparallel.pool import live_pools
 from processes import worker_pids
 
 register()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shut_down_the_kept_pools() -> Iterator[None]:
+    yield
+    shutdown()
 
 
 def fail_or_sleep(i: int) -> int:
@@ -170,3 +177,14 @@ def test_workers_share_the_cpus_among_their_native_threads() -> None:
         answers = set(Parallel()(delayed(native_threads)() for _ in range(4)))
     # one thread each for OpenMP and BLAS, as loaded after the limit and before it
     assert answers == {("1", 1)}
+
+
+def test_shutdown_frees_the_kept_workers() -> None:
+    with parallel_config(backend="makeparallel", n_jobs=2):
+        Parallel()(delayed(abs)(-i) for i in range(4))
+    kept = [p for p in live_pools() if p.name == "joblib-process" and p._open]
+    assert len(kept) == 1
+    shutdown()
+    assert not kept[0]._open
+    with parallel_config(backend="makeparallel", n_jobs=2):
+        assert Parallel()(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]

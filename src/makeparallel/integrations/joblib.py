@@ -46,7 +46,7 @@ from ..handle import Handle
 from ..pool import Pool
 from ..task import current_task
 
-__all__ = ["NAME", "MakeParallelBackend", "register"]
+__all__ = ["NAME", "MakeParallelBackend", "register", "shutdown"]
 
 NAME = "makeparallel"
 
@@ -102,8 +102,25 @@ class _Kept:
             elif pool not in self.pools.values() and pool._open:
                 pool.shutdown(wait=False)
 
+    def close(self, wait: bool) -> None:
+        with self.lock:
+            pools = list(self.pools.values())
+            self.pools.clear()
+        for pool in pools:
+            pool.shutdown(wait=wait)
+
 
 _kept = _Kept()
+
+
+def shutdown(wait: bool = True) -> None:
+    """Shut down the pools the backend made and kept for the next ``Parallel`` call.
+
+    They close at exit anyway; this frees their workers sooner. A later call
+    makes new ones. Pools passed in with ``pool=`` are not touched.
+    """
+    _kept.close(wait)
+
 
 #: what limits the threads of native libraries (OpenMP, BLAS) in a worker
 THREAD_LIMITS = (
