@@ -248,6 +248,12 @@ class Pool(concurrent.futures.Executor):
         return self._tasks.state == RUNNING
 
     @property
+    def _max_workers(self) -> int:
+        # The standard executors' name for their size: dask.compute(scheduler=pool) reads it
+        # to decide how many tasks to keep in flight.
+        return self.workers
+
+    @property
     def _broken(self) -> BaseException | None:
         # The name the standard executors give it; code that polls it finds it here.
         return self._tasks.broken_by
