@@ -11,6 +11,7 @@ import pytest
 
 import makeparallel as mp
 from polling import wait_until
+from programs import run_program, write_program
 
 DEADLINE = 30.0
 
@@ -49,6 +50,45 @@ def test_initializer_runs_once_per_worker_process(tmp_path: Path) -> None:
     started = log.read_text().split()
     assert len(started) == 2
     assert pids <= {int(pid) for pid in started}
+
+
+@pytest.mark.parametrize("start", ["spawn", "fork"])
+def test_a_script_initializer_sets_globals_its_tasks_read(tmp_path: Path, start: str) -> None:
+    # The common per-worker connection: both functions live in the user's script.
+    script = tmp_path / "script.py"
+    write_program(
+        script,
+        f"""
+        import makeparallel as mp
+
+        db = None
+        scale = 1
+
+        def connect(value):
+            global db
+            db = value
+
+        def read():
+            return db, scale, twice(scale)
+
+        def twice(x):
+            return 2 * x
+
+        def count_calls():
+            global calls
+            calls = globals().get("calls", 0) + 1
+            return calls
+
+        if __name__ == "__main__":
+            with mp.Pool(1, start={start!r}, initializer=connect, initargs=("conn",)) as pool:
+                print(pool.submit(read).result(30))
+                scale = 5  # a global the parent changes reaches functions it sends later
+                print(pool.submit(lambda: (db, scale)).result(30))
+                print([pool.submit(count_calls).result(30) for _ in range(2)])
+        """,
+    )
+    lines = run_program(script).stdout.splitlines()
+    assert lines == ["('conn', 1, 2)", "('conn', 5)", "[1, 2]"]
 
 
 def append_pid(path: str) -> None:

@@ -22,6 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from . import testing
     from ._async_api import agather, aimap
     from .api import (
         ParallelFunction,
@@ -148,11 +149,17 @@ __all__ = [
     "remove_listener",
     "report_progress",
     "shutdown",
+    "testing",
 ]
+
+_SUBMODULES = ("testing",)  # public subpackages, imported on first use
 
 
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
+    if module is None and name in _SUBMODULES:
+        __import__(f"{__name__}.{name}")
+        return sys.modules[f"{__name__}.{name}"]
     if module is None:
         raise AttributeError(f"module 'makeparallel' has no attribute {name!r}")
     # __import__, not importlib.import_module: importlib imports warnings, and every

@@ -6,12 +6,15 @@ import _thread
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from ._checks import check_timeout
 from ._memory import parse_size
 from ._sizing import usable_cpus
 from .backends.base import WorkerSetup
+
+#: how worker processes start (``Pool(start=...)``, ``configure(start=...)``)
+StartMethod = Literal["auto", "spawn", "fork"]
 
 
 def check_workers(value: object, parameter: str = "workers") -> int | None:

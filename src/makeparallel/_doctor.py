@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__, api
+from . import __version__, _doctor_checks, api
 from ._sizing import usable_cpus
 from .backends import gil_enabled, resolve_kind
 
@@ -86,6 +86,14 @@ def run() -> int:
     print(f"auto engine  {resolve_kind('auto')}")
     print(f"cloudpickle  {cloudpickle.__version__}")
     print(f"bytecode     {_worker_bytecode()}")
+    print(f"  writing    {_doctor_checks.bytecode_writing()}")
+    print(f"start method {_doctor_checks.start_method()}")
+    print(f"__main__     {_doctor_checks.main_module()}")
+    print(f"extras       {_doctor_checks.extras()}")
+    found = _doctor_checks.hazards()
+    print(f"hazards      {'none known' if not found else found[0]}")
+    for hazard in found[1:]:
+        print(f"             {hazard}")
     started = time.perf_counter()
     pool = api.default_pool()
     ok = pool.submit(_echo, 42).result(timeout=60) == 42

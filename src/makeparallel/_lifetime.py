@@ -173,8 +173,9 @@ def _shutdown_at_exit() -> None:
             if summary.stopped:
                 logger.warning(
                     "pool %r: %d task(s) still running %s s after the program ended were "
-                    "stopped; wait for your results before exiting, or raise "
-                    "mp.configure(exit_timeout=...)",
+                    "stopped; wait for your results before exiting (handle.result(), "
+                    "mp.gather(handles), or a with-block around the pool), or give them "
+                    "longer with mp.configure(exit_timeout=...)",
                     pool.name,
                     summary.stopped,
                     exit_timeout,

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice, repeat
 from typing import Any, Literal, Protocol, TypeVar, cast
 
+from . import _settings
 from ._task import ChunkValue
 from ._worker import serialize
 from .handle import Handle
@@ -103,6 +104,13 @@ class _Chunk:
         self.single = single  # a retry of one item: its failure is that item's outcome
         self.pickle_seconds: float | None = None  # what pickling its items costs (first chunks)
         self.here = False  # taken back before it started, to run in the caller's thread
+
+
+def before_wait() -> None:
+    """Called before waiting for results: a deterministic testing mode runs its held tasks."""
+    mode = _settings.inline_mode
+    if mode is not None:
+        mode.before_wait()
 
 
 def check_on_error(on_error: str) -> None:
@@ -372,12 +380,14 @@ def _results(
             next_index += len(batch)
 
     def wait_for(chunk: _Chunk) -> None:
+        before_wait()
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         concurrent.futures.wait([chunk.handle], timeout=remaining)
         if not chunk.handle.done():
             raise TimeoutError("map did not finish within its timeout")
 
     def next_done() -> _Chunk:
+        before_wait()
         if ordered:
             chunk = in_flight[0]
             wait_for(chunk)

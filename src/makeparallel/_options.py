@@ -4,19 +4,30 @@
 from __future__ import annotations
 
 import concurrent.futures
+import enum
 import functools
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._checks import check_timeout
 from .backends import ENGINE_NAMES
 from .pool import Pool
 
+
+class Keep(enum.Enum):
+    """The default of an option that ``configure`` leaves as it is when not given."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
 if TYPE_CHECKING:
     from .policies import CircuitBreaker, Retry
 
-BackendSpec = str | concurrent.futures.Executor
+BackendName = Literal["auto", "process", "thread", "serial", "interpreter"]
+BackendSpec = BackendName | concurrent.futures.Executor
 
 
 def check_backend(backend: object) -> None:

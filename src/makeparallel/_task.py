@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import signal
 import threading
+import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,7 @@ class Task:
         "kwargs",
         "profile",
         "retry",
+        "retry_entry",
         "star",
         "stop_error",
         "submit_context",
@@ -110,6 +112,7 @@ class Task:
         # the error to report instead of "the worker crashed"
         self.stop_error: BaseException | None = None
         self.deadline_entry: TimerEntry | None = None
+        self.retry_entry: TimerEntry | None = None  # when this (next) attempt is due
         self._cancel_event: threading.Event | None = None
         self.profile: Sample | None = None  # set while a profile is active (observe.sampling)
         # the submitter's contextvars, for engines that run the task in this process
@@ -335,10 +338,15 @@ def unpicklable_arguments(task: Task, problem: BaseException) -> SerializationEr
         if task.items is not None
         else serialize.describe_unpicklable(task.args, task.kwargs)
     )
+    values = [*(task.items or ()), *task.args, *task.kwargs.values()]
+    fix = (
+        "a generator cannot travel to another process: pass list(...) of its values, "
+        "or hand it to mp.imap(fn, generator), which sends its items one by one"
+        if any(isinstance(value, types.GeneratorType) for value in values)
+        else "pass plain data, or use backend='thread'"
+    )
     return SerializationError(
-        f"{task.describe()}: cannot send {what} to a worker process; pass plain data, "
-        "or use backend='thread'",
-        **task.context(),
+        f"{task.describe()}: cannot send {what} to a worker process; {fix}", **task.context()
     )
 
 

@@ -29,7 +29,7 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import _lifetime, _submit_hook
+from . import _clock, _lifetime, _settings, _submit_hook
 from ._decision import Decision, decide
 from ._task import Task, stopped_at_shutdown
 from ._timer import Timer
@@ -51,6 +51,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("makeparallel")
 
 RUNNING, CLOSING, CLOSED = "running", "closing", "closed"
+
+if _settings.debug:  # MAKEPARALLEL_DEBUG=1: from the first task on, everything runs inline
+    from ._inline_modes import set_debug
+
+    set_debug(True)
 
 
 class TaskBook:
@@ -78,6 +83,8 @@ class TaskBook:
     # -- queueing ----------------------------------------------------------------------
 
     def enqueue(self, task: Task) -> None:
+        if task.items is None:  # what rerun_inline runs again (dropped on success; _rerun)
+            task.handle._call = (task.fn, task.args, task.kwargs)
         watcher = _submit_hook.watcher
         if watcher is None:
             self._enqueue(task)
@@ -90,6 +97,10 @@ class TaskBook:
             raise
 
     def _enqueue(self, task: Task) -> None:
+        inline = _settings.inline_mode
+        if inline is not None:  # a testing or debug mode runs it in this thread (_inline_modes)
+            inline.enqueue(self, task)
+            return
         try:
             if sampling.sessions:  # a profile is active: this task's trip is timed
                 sampling.prepare(self.backend, task)
@@ -113,6 +124,7 @@ class TaskBook:
 
     def refuse(self, task: Task, error: BaseException) -> None:
         """A submitted task fails before it is queued (it cannot be sent, its breaker is open)."""
+        task.handle._call = (task.fn, task.args, task.kwargs)
         with self.lock:
             self.recorder.attach(task)  # (its submitted count is written under this lock)
         task.handle._fail(error)
@@ -141,8 +153,9 @@ class TaskBook:
         while len(self.pending) >= limit and self.state == RUNNING and self.broken_by is None:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
+                waiting = f"{limit} task" if limit == 1 else f"{limit} tasks"
                 raise PoolFullError(
-                    f"pool {self.name!r} already has {limit} tasks waiting (max_pending); "
+                    f"pool {self.name!r} already has {waiting} waiting (max_pending); "
                     f"{task.describe()} was not queued. Wait for results before submitting "
                     "more, raise max_pending, or set pending_timeout to wait longer"
                 )
@@ -172,15 +185,46 @@ class TaskBook:
             task = pending.popleft()
             if self._max_pending is not None:
                 self._room.notify()
-            if task.handle._start():
-                self.running[task.id] = task
-                if task.timeout is not None:
-                    task.deadline_entry = self.timer.call_at(
-                        time.monotonic() + task.timeout, functools.partial(self._expire, task)
-                    )
+            if self._begin_locked(task):
                 return task
             self.changed.notify_all()  # a cancelled task left the queue
         return None
+
+    def _begin_locked(self, task: Task) -> bool:
+        """Mark ``task`` running and start its timeout; False if it was cancelled."""
+        if not task.handle._start():
+            return False
+        self.running[task.id] = task
+        if task.timeout is not None:
+            task.deadline_entry = self.timer.call_at(
+                _clock.monotonic() + task.timeout, functools.partial(self._expire, task)
+            )
+        return True
+
+    # -- what an inline mode calls (_inline_modes: it runs tasks that were never queued) --
+
+    def admit(self, task: Task) -> None:
+        """Count ``task`` as submitted to this pool without queueing it."""
+        with self.lock:
+            if self.state != RUNNING:
+                raise RuntimeError(closed_message(self.name))
+            self.recorder.attach(task)
+            owner = self._owner()
+            if owner is not None:
+                _lifetime.busy(owner)
+
+    def begin(self, task: Task) -> bool:
+        """Mark an admitted task running in the caller's thread; False if it was cancelled."""
+        with self.lock:
+            return self._begin_locked(task)
+
+    def claim_retry(self, task: Task) -> Task | None:
+        """The next attempt of ``task`` if one is scheduled: the caller runs it, not the timer."""
+        with self.lock:
+            following = self.retrying.pop(task.id, None)
+        if following is not None and following.retry_entry is not None:
+            self.timer.cancel(following.retry_entry)
+        return following
 
     def has_pending(self) -> bool:
         return bool(self.pending)
@@ -230,6 +274,8 @@ class TaskBook:
         _tell_breaker(task.breaker, decision)
         handle = task.handle
         if decision.outcome == "succeed":
+            if not _settings.debug:
+                handle._call = None  # (kept for rerun_inline; see _rerun)
             handle._succeed(value)
         elif decision.outcome == "retry":
             assert task.retry is not None
@@ -244,12 +290,13 @@ class TaskBook:
                 decision.delay,
             )
             following = task.next_attempt()
-            with self.lock:
+            with self.lock:  # whoever takes it from ``retrying`` also finds its timer entry
                 self.retrying[task.id] = following
-            handle._retry()
-            self.timer.call_at(
-                time.monotonic() + decision.delay, functools.partial(self._resubmit, following)
-            )
+                handle._retry()
+                following.retry_entry = self.timer.call_at(
+                    _clock.monotonic() + decision.delay,
+                    functools.partial(self._resubmit, following),
+                )
         else:
             assert error is not None
             handle._fail(error, _terminal_state(error))
@@ -384,6 +431,9 @@ class TaskBook:
 
     def wait_for_end(self, deadline: float | None) -> list[Task]:
         """Wait for every task to end, at most until ``deadline``: those that did not."""
+        inline = _settings.inline_mode
+        if inline is not None:
+            inline.before_wait()  # a deterministic mode's held tasks are this wait's too
         with self.lock:
             while self.pending or self.running or self.retrying:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -419,7 +469,10 @@ def closed_message(pool: str) -> str:
             "cannot schedule new futures after interpreter shutdown: pool "
             f"{pool!r} was shut down as the program ends"
         )
-    return f"cannot schedule new futures after shutdown: pool {pool!r} is shut down"
+    return (
+        f"cannot schedule new futures after shutdown: pool {pool!r} is shut down; submit "
+        "before shutdown() (inside its with-block), or create a new Pool"
+    )
 
 
 def _tell_breaker(breaker: CircuitBreaker | None, decision: Decision) -> None:

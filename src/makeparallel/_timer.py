@@ -1,7 +1,8 @@
 """One thread per pool that runs callbacks at given times (timeouts, retry back-off).
 
 It never runs user code: callbacks are the pool's own short functions.
-Times are ``time.monotonic()`` seconds, immune to wall-clock changes. The
+Times are ``_clock.monotonic()`` seconds, immune to wall-clock changes (a
+fake clock in tests replaces them, and then runs due callbacks itself). The
 thread starts with the first callback and leaves after ``_LINGER`` seconds
 with none, so a pool without timeouts has no timer thread, and one that is
 garbage-collected does not leave one behind.
@@ -13,8 +14,9 @@ import heapq
 import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable
+
+from . import _clock
 
 logger = logging.getLogger("makeparallel")
 _LINGER = 5.0  # seconds the thread waits for another callback before it leaves
@@ -41,6 +43,7 @@ class Timer:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        _clock.timers.add(self)
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerEntry:
         entry = TimerEntry(when, callback)
@@ -75,6 +78,22 @@ class Timer:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
+    def run_due(self) -> None:
+        """Run every callback whose time has come, in this thread (a fake clock's advance)."""
+        while True:
+            with self._wake:
+                while self._heap and self._heap[0][2].cancelled:
+                    heapq.heappop(self._heap)
+                    self._cancelled = max(0, self._cancelled - 1)
+                if self._closed or not self._heap or self._heap[0][0] > _clock.monotonic():
+                    return
+                entry = heapq.heappop(self._heap)[2]
+                entry.cancelled = True
+            try:
+                entry.callback()
+            except BaseException:  # as on the timer's thread: later callbacks must still run
+                logger.exception("makeparallel timer callback failed")
+
     def _loop(self) -> None:
         while True:
             with self._wake:
@@ -90,7 +109,10 @@ class Timer:
                             self._thread = None  # call_at starts another when one is needed
                             return
                         continue
-                    delay = self._heap[0][0] - time.monotonic()
+                    if _clock.manual:  # a fake clock runs due callbacks as it advances
+                        self._wake.wait(_LINGER)
+                        continue
+                    delay = self._heap[0][0] - _clock.monotonic()
                     if delay <= 0:
                         entry = heapq.heappop(self._heap)[2]
                         entry.cancelled = True

@@ -17,9 +17,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
-from . import _mapping, _settings
-from ._arguments import check_start, check_workers
+from . import _mapping, _options, _settings
+from ._arguments import StartMethod, check_start, check_workers
 from ._checks import check_seconds, check_timeout
+from ._map_setup import ItemsDone, with_bar, with_own_pool
 from ._options import BackendSpec, Options, check_backend, check_function, make_options
 from ._worker import serialize
 from .backends import resolve_kind
@@ -27,6 +28,9 @@ from .handle import Handle
 from .pool import Pool, ShutdownSummary, live_pools
 
 if TYPE_CHECKING:
+    from typing import Concatenate, Unpack
+
+    from ._typing import CallOptions, FutureOf, IterOptions, MapOptions, ParallelCallable
     from .policies import CircuitBreaker, Retry
 
 __all__ = [
@@ -41,8 +45,11 @@ __all__ = [
 ]
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
+S = TypeVar("S")
 T = TypeVar("T")
+F = TypeVar("F", bound=concurrent.futures.Future[Any])
 
 
 # -- the default pools ---------------------------------------------------------
@@ -51,12 +58,14 @@ _defaults_lock = threading.Lock()
 _default_pools: dict[str, Pool] = {}
 _default_workers: int | None = None
 _default_backend: BackendSpec = "auto"
-_default_start = "auto"
+_default_start: StartMethod = "auto"
 
 
 def default_pool(backend: BackendSpec | None = None) -> Pool:
     """The shared pool for ``backend`` (created on first use, sized to the usable CPUs)."""
     spec = _default_backend if backend is None else backend
+    if _settings.inline_mode is not None:
+        spec = "serial"  # a testing or debug mode: kept apart from the real default pools
     key = f"executor-{id(spec)}" if isinstance(spec, concurrent.futures.Executor) else spec
     with _defaults_lock:
         pool = _default_pools.get(key)
@@ -74,15 +83,13 @@ def default_pool(backend: BackendSpec | None = None) -> Pool:
         return pool
 
 
-_KEEP = object()
-
-
 def configure(
     workers: int | None = None,
     backend: BackendSpec | None = None,
     *,
-    exit_timeout: float | object | None = _KEEP,
-    start: str | None = None,
+    exit_timeout: float | Literal[_options.Keep.KEEP] | None = _options.KEEP,
+    start: StartMethod | None = None,
+    debug: bool | None = None,
 ) -> None:
     """Set the size and engine of the default pool.
 
@@ -91,14 +98,21 @@ def configure(
     how long work still running when the program ends may go on before it is
     stopped (60 s by default; None waits as long as it takes). ``start`` is
     how the default process pool's workers start, as for ``Pool``.
+    ``debug=True`` (or ``MAKEPARALLEL_DEBUG=1``) runs every task inline and logs
+    it (docs/testing.md, "Debugging").
     """
     global _default_workers, _default_backend, _default_start
     check_workers(workers)
     if start is not None:
-        _default_start = check_start(start)
+        check_start(start)
+        _default_start = start
     if backend is not None:
         check_backend(backend)
-    if exit_timeout is not _KEEP:
+    if debug is not None:
+        from ._inline_modes import set_debug
+
+        set_debug(bool(debug))
+    if exit_timeout is not _options.KEEP:
         _settings.exit_timeout = (
             None if exit_timeout is None else check_seconds("exit_timeout", exit_timeout)
         )
@@ -157,14 +171,14 @@ class ParallelFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
         return self._submit(self._options, args, kwargs)
 
-    def options(self, **overrides: Any) -> _Call[P, R]:
+    def options(self, **overrides: Unpack[CallOptions]) -> _Call[P, R]:
         """The same function with per-call options (``timeout``, ``retry``, ``name``,
         ``metadata``, ``backend``, ``pool``, ``circuit_breaker``).
 
         Options never mix with the function's own keyword arguments:
         ``fn.options(name="x")(name="y")`` passes ``name="y"`` to ``fn``.
         """
-        return _Call(self, make_options(self._options, overrides))
+        return _Call(self, make_options(self._options, dict(overrides)))
 
     def _submit(self, options: Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Handle[R]:
         pool = options.pool or default_pool(options.backend)
@@ -205,6 +219,31 @@ class ParallelFunction(Generic[P, R]):
         if self._importable():
             return str(self.__qualname__)
         return (_rebuild, (self.__wrapped__, self._options))
+
+    # A method: the instance is bound as the first argument, so a type checker sees
+    # ``C().m`` take the remaining parameters and return a Handle. Type checkers do not
+    # follow ``classmethod`` into a wrapper like this one, so the first two overloads
+    # bind the class of a ``@classmethod @parallel`` method (its first parameter is
+    # ``type[C]``), reached through the class or through an instance. (mypy does not
+    # check ``self`` here, so it also binds a plain method reached through its class:
+    # docs/guide.md, "Types", names the gap.)
+    @overload
+    def __get__(
+        self: ParallelFunction[Concatenate[type[S], Q], R], instance: None, owner: type[S]
+    ) -> Callable[Q, Handle[R]]: ...
+
+    @overload
+    def __get__(
+        self: ParallelFunction[Concatenate[type[S], Q], R], instance: S, owner: type | None = None
+    ) -> Callable[Q, Handle[R]]: ...
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> ParallelFunction[P, R]: ...
+
+    @overload
+    def __get__(
+        self: ParallelFunction[Concatenate[S, Q], R], instance: S, owner: type | None = None
+    ) -> Callable[Q, Handle[R]]: ...
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
@@ -304,6 +343,49 @@ def _pool_options(
     return None, None, None
 
 
+# A @parallel function given to a map runs as its plain function (its values are
+# the results, not handles): the ParallelCallable overloads come first. With
+# on_error="return" a failed item's exception stands in its place.
+@overload
+def parallel_map(
+    fn: ParallelCallable[[T], R],
+    iterable: Iterable[T],
+    *,
+    on_error: Literal["raise", "skip"] = "raise",
+    **options: Unpack[MapOptions],
+) -> list[R]: ...
+
+
+@overload
+def parallel_map(
+    fn: ParallelCallable[[T], R],
+    iterable: Iterable[T],
+    *,
+    on_error: Literal["raise", "skip", "return"],
+    **options: Unpack[MapOptions],
+) -> list[R | BaseException]: ...
+
+
+@overload
+def parallel_map(
+    fn: Callable[[T], R],
+    iterable: Iterable[T],
+    *,
+    on_error: Literal["raise", "skip"] = "raise",
+    **options: Unpack[MapOptions],
+) -> list[R]: ...
+
+
+@overload
+def parallel_map(
+    fn: Callable[[T], R],
+    iterable: Iterable[T],
+    *,
+    on_error: Literal["raise", "skip", "return"],
+    **options: Unpack[MapOptions],
+) -> list[R | BaseException]: ...
+
+
 def parallel_map(
     fn: Callable[[T], R],
     iterable: Iterable[T],
@@ -338,6 +420,46 @@ def parallel_map(
     ):
         results.extend(batch)
     return results
+
+
+@overload
+def imap(
+    fn: ParallelCallable[[T], R],
+    iterable: Iterable[T],
+    *,
+    on_error: Literal["raise", "skip"] = "raise",
+    **options: Unpack[IterOptions],
+) -> Iterator[R]: ...
+
+
+@overload
+def imap(
+    fn: ParallelCallable[[T], R],
+    iterable: Iterable[T],
+    *,
+    on_error: Literal["raise", "skip", "return"],
+    **options: Unpack[IterOptions],
+) -> Iterator[R | BaseException]: ...
+
+
+@overload
+def imap(
+    fn: Callable[[T], R],
+    iterable: Iterable[T],
+    *,
+    on_error: Literal["raise", "skip"] = "raise",
+    **options: Unpack[IterOptions],
+) -> Iterator[R]: ...
+
+
+@overload
+def imap(
+    fn: Callable[[T], R],
+    iterable: Iterable[T],
+    *,
+    on_error: Literal["raise", "skip", "return"],
+    **options: Unpack[IterOptions],
+) -> Iterator[R | BaseException]: ...
 
 
 def imap(
@@ -403,65 +525,32 @@ def _imap_batches(
     bar_over = iterable if progress else None
     if workers is None:
         pool = own_pool or default_pool(own_backend)
-        return _with_bar(lambda bar: start(pool, bar), bar_over)
+        return with_bar(lambda bar: start(pool, bar), bar_over)
     # A pool of its own, created at the first next() so an iterator that is
     # never used starts no worker.
     _mapping.check_map_arguments(fn, chunksize, on_error)
     backend = own_backend if own_backend is not None else _default_backend
-    return _with_own_pool(lambda: Pool(workers=workers, backend=backend), start, bar_over)
+    return with_own_pool(lambda: Pool(workers=workers, backend=backend), start, bar_over)
 
 
-ItemsDone = Callable[[int], object] | None
+@overload
+def gather(
+    handles: Iterable[FutureOf[R]],
+    on_error: Literal["raise", "skip"] = "raise",
+    timeout: float | None = None,
+) -> list[R]: ...
 
 
-def _with_bar(
-    start: Callable[[ItemsDone], Iterator[list[Any]]], bar_over: Iterable[Any] | None
-) -> Iterator[list[Any]]:
-    bar = _progress_bar(bar_over) if bar_over is not None else None
-    try:
-        results = start(bar.update if bar is not None else None)
-    except BaseException:
-        if bar is not None:
-            bar.close()
-        raise
-    return _finally(results, bar)
-
-
-def _with_own_pool(
-    make_pool: Callable[[], Pool],
-    start: Callable[[Pool, ItemsDone], Iterator[list[Any]]],
-    bar_over: Iterable[Any] | None,
-) -> Iterator[list[Any]]:
-    pool = make_pool()
-    bar = _progress_bar(bar_over) if bar_over is not None else None
-    try:
-        yield from start(pool, bar.update if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.close()
-        pool.shutdown(wait=True, cancel_pending=True)
-
-
-def _finally(results: Iterator[list[Any]], bar: Any) -> Iterator[list[Any]]:
-    try:
-        yield from results
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _progress_bar(iterable: Iterable[Any]) -> Any:
-    from tqdm.auto import tqdm
-
-    try:
-        total: int | None = len(iterable)  # type: ignore[arg-type]
-    except TypeError:
-        total = None
-    return tqdm(total=total, unit="item")
+@overload
+def gather(
+    handles: Iterable[FutureOf[R]],
+    on_error: Literal["raise", "skip", "return"],
+    timeout: float | None = None,
+) -> list[R | BaseException]: ...
 
 
 def gather(
-    handles: Iterable[Handle[R]],
+    handles: Iterable[Any],
     on_error: Literal["raise", "skip", "return"] = "raise",
     timeout: float | None = None,
 ) -> list[Any]:
@@ -472,6 +561,7 @@ def gather(
     puts the exception in the failed task's place.
     """
     _mapping.check_on_error(on_error)
+    _mapping.before_wait()
     items = list(handles)
     for h in items:
         if not isinstance(h, concurrent.futures.Future):
@@ -498,6 +588,7 @@ def gather(
     return results
 
 
-def as_completed(handles: Iterable[Handle[R]], timeout: float | None = None) -> Iterator[Handle[R]]:
+def as_completed(handles: Iterable[F], timeout: float | None = None) -> Iterator[F]:
     """Yield each handle as its task ends (``TimeoutError`` if ``timeout`` passes first)."""
-    return cast(Iterator[Handle[R]], concurrent.futures.as_completed(list(handles), timeout))
+    _mapping.before_wait()
+    return cast(Iterator[F], concurrent.futures.as_completed(list(handles), timeout))

@@ -115,6 +115,30 @@ class InvalidTransitionError(RuntimeError):
     """A task was asked to make a state change its life cycle does not allow."""
 
 
+# The pools (by their handles' canceller, one per pool) whose callbacks this thread is
+# running now; callbacks can nest. A callback that waits for an unfinished task of the
+# same pool blocks the thread that delivers that pool's results or runs its tasks.
+_callbacks = threading.local()
+
+
+def _refuse_to_wait_in_callback(handle: Handle[Any]) -> None:
+    owners: tuple[object, ...] = getattr(_callbacks, "owners", ())
+    if owners and handle._canceller in owners and not handle.done():
+        raise RuntimeError(
+            f"waiting for task {handle.task_id} ({handle.name}) inside a callback of another "
+            "task of its pool blocks the thread that runs that pool's callbacks, and waits "
+            "for ever when the task needs this thread: chain the next step with on_complete "
+            "or add_done_callback instead, or wait in a thread of your own"
+        )
+
+
+def _enter_callback(handle: Handle[Any]) -> tuple[object, ...]:
+    outer: tuple[object, ...] = getattr(_callbacks, "owners", ())
+    if handle._canceller is not None:
+        _callbacks.owners = (*outer, handle._canceller)
+    return outer
+
+
 def _reraise_ctrl_c(exc: BaseException) -> None:
     """A callback run in the program's main thread may be interrupted by a real Ctrl-C."""
     if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
@@ -137,6 +161,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
     _function = ""  # the task's function, as metrics and events name it
     _tally: Any = None  # where the pool counts the function's tasks
     _queued_at = 0.0  # when the attempt to come was queued (monotonic)
+    _call: Any = None  # (fn, args, kwargs), kept for rerun_inline (dropped on success; _rerun)
 
     def __init__(
         self,
@@ -230,6 +255,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
                 return self._result  # type: ignore[return-value]  # what Future.result does
         if self._reader is not None and self._task_state in _UNFINISHED:
             timeout = self._reader(self, timeout)
+        _refuse_to_wait_in_callback(self)
         try:
             return super().result(timeout)
         except concurrent.futures.CancelledError as exc:
@@ -240,6 +266,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         if self._reader is not None and self._task_state in _UNFINISHED:
             timeout = self._reader(self, timeout)
+        _refuse_to_wait_in_callback(self)
         try:
             exc = super().exception(timeout)
         except concurrent.futures.CancelledError as cancelled:
@@ -347,6 +374,7 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
             self._call_done_callback(callback)
 
     def _call_done_callback(self, fn: Callable[[concurrent.futures.Future[R]], object]) -> None:
+        outer = _enter_callback(self)
         try:
             fn(self)
         except BaseException as exc:
@@ -356,8 +384,11 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
                 self,
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
+        finally:
+            _callbacks.owners = outer
 
     def _run_callback(self, callback: Callable[[Any], object], value: object) -> None:
+        outer = _enter_callback(self)
         try:
             callback(value)
         except BaseException as exc:
@@ -369,6 +400,19 @@ class Handle(concurrent.futures.Future[R], Generic[R]):
                 self._name,
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
+        finally:
+            _callbacks.owners = outer
+
+    def rerun_inline(self) -> R:
+        """Run the finished task's function again, here, with the same arguments.
+
+        Returns its result or raises its exception (with the real traceback), so a
+        ``breakpoint()`` in the function stops in this process. Arguments are kept
+        for tasks that did not succeed; for succeeded ones only in debug mode.
+        """
+        from ._rerun import rerun
+
+        return rerun(self)  # type: ignore[no-any-return]
 
     def __await__(self) -> Generator[Any, None, R]:
         """``await handle`` on asyncio, trio or anyio; cancelling the awaiting task cancels

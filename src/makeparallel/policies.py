@@ -19,11 +19,11 @@ import enum
 import logging
 import random
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import _clock
 from ._checks import _is_real, check_seconds
 from .errors import SerializationError, TaskCancelledError, TaskError
 
@@ -206,7 +206,7 @@ class CircuitBreaker:
     def _refresh(self) -> list[tuple[CircuitState, CircuitState]]:
         if (
             self._state is CircuitState.OPEN
-            and time.monotonic() - self._opened_at >= self.reset_timeout
+            and _clock.monotonic() - self._opened_at >= self.reset_timeout
         ):
             return [self._move(CircuitState.HALF_OPEN)]
         return []
@@ -214,7 +214,7 @@ class CircuitBreaker:
     def _move(self, new: CircuitState) -> tuple[CircuitState, CircuitState]:
         old, self._state = self._state, new
         if new is CircuitState.OPEN:
-            self._opened_at = time.monotonic()
+            self._opened_at = _clock.monotonic()
         if new is not CircuitState.HALF_OPEN:
             self._trial_running = False
         return old, new
@@ -248,7 +248,7 @@ class CircuitBreaker:
         with self._lock:
             if self._state is not CircuitState.OPEN:
                 return 0.0
-            return max(0.0, self.reset_timeout - (time.monotonic() - self._opened_at))
+            return max(0.0, self.reset_timeout - (_clock.monotonic() - self._opened_at))
 
     def release_trial(self) -> None:
         """A call ended without a verdict (cancelled): let another trial through."""

@@ -26,10 +26,10 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _lifetime, _mapping
-from ._arguments import check_workers, worker_setup
+from ._arguments import StartMethod, check_workers, worker_setup
 from ._checks import check_seconds
 from ._lifetime import ShutdownSummary
 from ._map_port import MapPort
@@ -40,7 +40,16 @@ from .backends.base import Backend, WeakSink
 from .errors import CircuitOpenError
 from .handle import Handle, TaskState, next_task_id
 
+if resolve_kind("auto") == "process":
+    # The default engine loads with the pool, as concurrent.futures.process loads
+    # multiprocessing: importing Pool costs what it costs once, and creating the first
+    # pool costs only the pool.
+    from ._worker import main as _worker_main  # noqa: F401 - what a forked worker runs
+    from .backends import process as _default_engine  # noqa: F401
+
 if TYPE_CHECKING:
+    from ._options import BackendSpec
+    from ._typing import ParallelCallable
     from .health import HealthReport
     from .observe.events import Listener
     from .observe.metrics import Metrics, TaskInfo
@@ -99,7 +108,7 @@ class Pool(concurrent.futures.Executor):
     def __init__(
         self,
         workers: int | None = None,
-        backend: str | concurrent.futures.Executor = "auto",
+        backend: BackendSpec = "auto",
         name: str | None = None,
         *,
         min_workers: int | None = None,
@@ -109,10 +118,10 @@ class Pool(concurrent.futures.Executor):
         pending_timeout: float | None = None,
         max_tasks_per_worker: int | None = None,
         memory_limit: int | str | None = None,
-        memory_limit_action: str = "recycle",
+        memory_limit_action: Literal["recycle", "kill"] = "recycle",
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
-        start: str = "auto",
+        start: StartMethod = "auto",
         forward_logs: bool = True,
     ) -> None:
         count, least, setup = worker_setup(
@@ -160,7 +169,17 @@ class Pool(concurrent.futures.Executor):
 
     # -- submitting --------------------------------------------------------
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+    # A @parallel function submitted here runs as its plain function: its Handle holds
+    # the function's value, not a Handle (the first overload says so).
+    @overload
+    def submit(
+        self, fn: ParallelCallable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Handle[R]: ...
+
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Handle[R]: ...
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Handle[Any]:
         """Run ``fn(*args, **kwargs)`` on a worker; returns its Handle at once."""
         return self._submit_call(fn, args, kwargs)
 
@@ -229,11 +248,35 @@ class Pool(concurrent.futures.Executor):
         return self._tasks.state == RUNNING
 
     @property
+    def _max_workers(self) -> int:
+        # The standard executors' name for their size: dask.compute(scheduler=pool) reads it
+        # to decide how many tasks to keep in flight.
+        return self.workers
+
+    @property
     def _broken(self) -> BaseException | None:
         # The name the standard executors give it; code that polls it finds it here.
         return self._tasks.broken_by
 
     # -- batches -----------------------------------------------------------
+
+    @overload
+    def map(
+        self,
+        fn: ParallelCallable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> Iterator[R]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> Iterator[R]: ...
 
     def map(
         self,
@@ -244,6 +287,26 @@ class Pool(concurrent.futures.Executor):
     ) -> Iterator[R]:
         """Like ``Executor.map``: results in order; input is read lazily, a bounded window ahead."""
         return _mapping.executor_map(self._maps, fn, iterables, timeout, chunksize)
+
+    @overload
+    def imap(
+        self,
+        fn: ParallelCallable[[T], R],
+        iterable: Iterable[T],
+        *,
+        chunksize: int | None = None,
+        ordered: bool = True,
+    ) -> Iterator[R]: ...
+
+    @overload
+    def imap(
+        self,
+        fn: Callable[[T], R],
+        iterable: Iterable[T],
+        *,
+        chunksize: int | None = None,
+        ordered: bool = True,
+    ) -> Iterator[R]: ...
 
     def imap(
         self,

@@ -24,7 +24,7 @@ from collections import deque
 from time import monotonic, perf_counter
 
 from . import context as task_api
-from . import forward, serialize, state, wire
+from . import forward, serialize, shared_main, state, wire
 from .chunk import run_items
 from .on_import import AfterImport
 from .process_tree import kill_all, stop_descendants
@@ -65,7 +65,7 @@ def main(sock_fd: int, lifeline_fd: int) -> None:
         name = f"{config['pool']}-worker-{config['index']}"
         _name_in_comm(name)
         if config["initializer"] is not None:
-            initializer, initargs = serialize.loads(config["initializer"])
+            initializer, initargs = shared_main.loads(config["initializer"])
             initializer(*initargs)
         if config["forward"] is not None:
             forward.install(channel, config["forward"])
@@ -356,10 +356,10 @@ def _traced(headers: dict[str, str]) -> Callable[[], None] | None:
 
 def _load_function(key: int, data: memoryview) -> Callable[..., Any]:
     if not key:
-        return _plain(serialize.loads(data))
+        return _plain(shared_main.loads(data))
     fn = _functions[key]
     if type(fn) is bytes:
-        fn = _functions[key] = _plain(serialize.loads(fn))
+        fn = _functions[key] = _plain(shared_main.loads(fn))
     return fn  # type: ignore[no-any-return]
 
 

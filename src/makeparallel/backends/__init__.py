@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 
+from .. import _settings
 from .base import NO_SETUP, Backend, WorkerSetup
 
 ENGINE_NAMES = ("auto", "process", "thread", "serial", "interpreter")
@@ -57,6 +58,12 @@ def create_backend(
             "or pass a concurrent.futures.Executor instance"
         )
     kind = resolve_kind(spec)
+    inline = _settings.inline_mode
+    if inline is not None:  # a testing or debug mode: no worker starts (see _inline_modes)
+        from .serial import SerialBackend
+
+        plain = WorkerSetup(setup.initializer, setup.initargs)
+        return SerialBackend(workers, pool_name, plain, check_pickle=inline.check_pickle)
     if kind == "process":
         from .._arguments import resolve_start
         from .process import ProcessBackend

@@ -13,8 +13,9 @@ import concurrent.futures
 import functools
 from typing import Any
 
-from .._task import ChunkValue, Task, annotate, context_note
+from .._task import ChunkValue, Task, annotate, context_note, unpicklable_arguments
 from .._worker.chunk import run_items
+from ..errors import SerializationError
 from .base import Backend, Sink
 
 
@@ -49,7 +50,8 @@ class ExecutorBackend(Backend):
         try:
             value = future.result()
         except BaseException as exc:
-            self._sink.finished(task, False, annotate(exc, context_note(task, task.worker)))
+            error = self._not_sent(task, exc) or annotate(exc, context_note(task, task.worker))
+            self._sink.finished(task, False, error)
             return
         if task.items is not None:
             values, errors, seconds = value
@@ -63,6 +65,36 @@ class ExecutorBackend(Backend):
                 seconds,
             )
         self._sink.finished(task, True, value)
+
+    def _not_sent(self, task: Task, exc: BaseException) -> SerializationError | None:
+        """The error for a call that a ``ProcessPoolExecutor`` could not pickle, naming the
+        fix (its own error only says that a local object cannot be pickled); else None."""
+        if not isinstance(self.executor, concurrent.futures.ProcessPoolExecutor):
+            return None  # threads pickle nothing; cluster executors use cloudpickle
+        import pickle
+
+        if not isinstance(exc, pickle.PicklingError | AttributeError | TypeError):
+            return None
+        try:
+            pickle.dumps(task.fn)
+        except Exception as problem:
+            error = SerializationError(
+                f"{task.describe()}: {type(self.executor).__name__} could not send the "
+                f"function {task.function_name()} ({type(problem).__name__}: {problem}); "
+                "that executor pickles with the standard pickle, which sends a function only "
+                "by its importable name. Define it at module level, or use backend='process' "
+                "(makeparallel's own workers send lambdas and closures with cloudpickle)",
+                **task.context(),
+            )
+        else:
+            try:
+                pickle.dumps((task.args, task.kwargs, task.items))
+            except Exception as problem:
+                error = unpicklable_arguments(task, problem)
+            else:
+                return None  # the task itself raised it
+        error.__cause__ = exc
+        return error
 
     def close(self, deadline: float | None, wait: bool = True) -> None:
         if self.owned:

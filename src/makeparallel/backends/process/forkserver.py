@@ -321,7 +321,10 @@ def _in_child(prepare: Callable[[], None], sock_fd: int, lifeline_fd: int) -> No
     try:
         prepare()
         _reseed()
+        from ..._worker import shared_main
         from ..._worker.main import main
+
+        shared_main.in_forked_worker()
 
         main(sock_fd, lifeline_fd)
         code = 0
