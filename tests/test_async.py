@@ -493,6 +493,20 @@ def test_agather_refuses_coroutines() -> None:
         asyncio.run(main())
 
 
+# -- testing modes -------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_waits_run_the_tasks_a_deterministic_mode_holds() -> None:
+    with mp.testing.deterministic(seed=1):
+        async with mp.Pool(workers=2, backend="process") as pool:
+            handle = pool.submit(square, 3)
+            assert handle.state is mp.TaskState.PENDING  # held until code waits
+            assert await handle == 9
+            assert [v async for v in mp.aimap(square, range(4), pool=pool)] == [0, 1, 4, 9]
+            assert await mp.agather([pool.submit(square, x) for x in range(3)]) == [0, 1, 4]
+
+
 # -- a loop that closes first --------------------------------------------------------
 
 

@@ -91,6 +91,7 @@ class AsyncMap(AsyncIterator[R]):
                     if not self._out:
                         self._closed = True
                         raise StopAsyncIteration
+                    _awaiting.run_held()
                     await self._wake.wait()
                     continue
                 try:
@@ -310,6 +311,7 @@ async def agather(
 
         for h in unique:
             h.add_done_callback(done)  # (at once for those done already)
+        _awaiting.run_held()
         try:
             failed = await _until_done(len(unique), finished, wake, on_error, seconds)
         except TimeoutError:

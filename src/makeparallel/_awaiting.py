@@ -27,10 +27,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from . import _settings
+
 if TYPE_CHECKING:
     from .pool import Pool
 
-__all__ = ["Signal", "exit_pool", "in_thread", "result_of", "signal", "wait_done"]
+__all__ = ["Signal", "exit_pool", "in_thread", "result_of", "run_held", "signal", "wait_done"]
 
 R = TypeVar("R")
 
@@ -187,6 +189,13 @@ async def _sleep_until_done(
     return True
 
 
+def run_held() -> None:
+    """Code is about to wait: a deterministic testing mode runs the tasks it holds now."""
+    inline = _settings.inline_mode
+    if inline is not None:
+        inline.before_wait()
+
+
 async def result_of(future: concurrent.futures.Future[R]) -> R:
     """What ``await handle`` does: the future's result, or its exception raised.
 
@@ -195,6 +204,8 @@ async def result_of(future: concurrent.futures.Future[R]) -> R:
     far as this coroutine knows; ``asyncio.shield`` (or a shielded cancel
     scope on trio and anyio) keeps the task running.
     """
+    if not future.done():
+        run_held()
     if not future.done():
         wake = signal()  # (outside the try: awaiting with no event loop cancels nothing)
         try:
