@@ -16,8 +16,9 @@ import makeparallel as mp
 #: how long a test waits for something that should happen almost at once
 DEADLINE = 10.0
 
-# CPython's tests, vendored unchanged (vendor/cpython/README.md), are not collected as they are.
-collect_ignore = ["vendor"]
+# CPython's tests, vendored unchanged (vendor/cpython/README.md), are not collected as they
+# are; the Django project's modules load once test_integration_django has set Django up.
+collect_ignore = ["vendor", "django_project"]
 
 
 @pytest.fixture(scope="session", autouse=True)
