@@ -26,6 +26,7 @@ WORKER_MODULES = (
     "makeparallel._worker.process_tree",
     "makeparallel._worker.forward",
     "makeparallel._worker.on_import",
+    "makeparallel._worker.shared_main",
 )
 
 
