@@ -40,13 +40,6 @@ from .backends.base import Backend, WeakSink
 from .errors import CircuitOpenError
 from .handle import Handle, TaskState, next_task_id
 
-if resolve_kind("auto") == "process":
-    # The default engine loads with the pool, as concurrent.futures.process loads
-    # multiprocessing: importing Pool costs what it costs once, and creating the first
-    # pool costs only the pool.
-    from ._worker import main as _worker_main  # noqa: F401 - what a forked worker runs
-    from .backends import process as _default_engine  # noqa: F401
-
 if TYPE_CHECKING:
     from ._options import BackendSpec
     from ._typing import ParallelCallable
