@@ -50,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -117,13 +118,23 @@ def launch(command: list[str], env: dict[str, str] | None = None) -> tuple[float
             stdin=subprocess.DEVNULL,
             env=None if env is None else {**os.environ, **env},
         )
-        try:
-            code = process.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
+        # A blocking wait, not wait(timeout): Popen polls a wait with a timeout in
+        # sleeps of up to 50 ms, which would round every run up to the next step.
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
             process.kill()
-            process.wait()
-            raise
+
+        watchdog = threading.Timer(TIMEOUT, stop)
+        watchdog.start()
+        try:
+            code = process.wait()
+        finally:
+            watchdog.cancel()
         elapsed = time.perf_counter() - started
+        if timed_out.is_set():
+            raise subprocess.TimeoutExpired(command, TIMEOUT)
         out.seek(0)
         err.seek(0)
         lines = out.read().decode().strip().splitlines()
