@@ -202,6 +202,18 @@ def test_the_task_table_lists_running_then_queued_tasks(tmp_path: Path) -> None:
     json.dumps([t.to_dict() for t in table])
 
 
+def test_a_task_cancelled_while_queued_leaves_the_task_table_at_once(tmp_path: Path) -> None:
+    gate = str(tmp_path / "gate")
+    with mp.Pool(workers=1, backend="thread") as pool:
+        running = pool.submit(wait_for_file, gate)
+        queued = pool.submit(square, 3)
+        wait_until(running.running, what="the first task to start")
+        assert queued.cancel()
+        listed = [t.task_id for t in pool.tasks()]
+        Path(gate).touch()
+    assert listed == [running.task_id]
+
+
 def test_mp_metrics_adds_up_every_pool() -> None:
     with (
         mp.Pool(workers=1, backend="thread") as one,

@@ -401,6 +401,8 @@ class Pool(concurrent.futures.Executor):
         listed = []
         for task in tasks:
             handle = task.handle
+            if handle.done():
+                continue  # cancelled while queued: it leaves the queue when a worker looks
             running = handle.state is TaskState.RUNNING
             listed.append(
                 TaskInfo(
