@@ -124,10 +124,3 @@ def set_debug(on: bool) -> None:
         _settings.inline_mode = debug_mode()
     elif not on and _settings.inline_mode is _debug_mode:
         _settings.inline_mode = None
-
-
-def before_wait() -> None:
-    """What waiting code calls first: lets a deterministic mode run its held tasks."""
-    mode = _settings.inline_mode
-    if mode is not None:
-        mode.before_wait()
