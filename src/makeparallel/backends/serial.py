@@ -12,9 +12,9 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from .._task import Task, unpicklable_arguments, unpicklable_function
+from .._task import Task, from_remote, unpicklable_arguments, unpicklable_function
 from .._worker import serialize
-from ..errors import RemoteTraceback, SerializationError, TaskError
+from ..errors import RemoteTraceback, TaskError
 from ._inline import run_here
 from .base import NO_SETUP, Backend, Sink, WorkerSetup
 
@@ -84,12 +84,10 @@ def _value_back(task: Task, value: Any) -> tuple[bool, Any]:
     try:
         return True, serialize.loads(serialize.dumps(value))
     except Exception as problem:
-        return False, SerializationError(
-            f"{task.describe()}: {task.function_name()} returned a "
-            f"{serialize.type_name(value)} that cannot be pickled "
-            f"({type(problem).__name__}: {problem}); return plain data instead",
-            **task.context(),
-        )
+        # the error a worker process reports for a result it cannot send back
+        from .._worker.main import remote_error
+
+        return False, from_remote(task, remote_error(problem, "dump", value), "")
 
 
 def _error_back(task: Task, error: BaseException) -> BaseException:
